@@ -1,0 +1,242 @@
+"""The command line: options in, a RunConfig to the core, an exit code out. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from tqdm import tqdm
+
+from batch import __version__
+from batch.client import REAL_API_URL, Credentials
+from batch.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT,
+    RunConfig,
+    is_loopback,
+)
+from batch.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConfirmationRequired,
+    InputError,
+    OutputFolderError,
+    PaycoBatchError,
+    StrictValidationError,
+)
+from batch.exit_codes import ExitCode
+from batch.job import Plan, RunResult, execute, prepare
+from batch.outcomes import SUCCEEDED, RowOutcome
+
+# How many invalid rows are listed on the terminal before "... and N more".
+MAX_ERRORS_SHOWN = 10
+
+_EXIT_CODE_FOR_ERROR: dict[type[PaycoBatchError], ExitCode] = {
+    InputError: ExitCode.USAGE,
+    ConfigError: ExitCode.USAGE,
+    StrictValidationError: ExitCode.USAGE,
+    OutputFolderError: ExitCode.USAGE,
+    ConfirmationRequired: ExitCode.USAGE,
+    AuthenticationError: ExitCode.ABORTED,
+}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="payco-batch")
+def cli() -> None:
+    """Change the order status of PAYCO payments in bulk through iamport (PortOne V1).
+
+    \b
+    Example:
+        payco-batch run orders.csv --api-url https://api.iamport.kr --dry-run
+    """
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "--api-url",
+    envvar="IAMPORT_API_URL",
+    show_envvar=True,
+    help=f"Base URL of the iamport API, e.g. {REAL_API_URL}.",
+)
+@click.option("--imp-key", envvar="IMP_KEY", show_envvar=True, help="REST API key.")
+@click.option(
+    "--imp-secret",
+    envvar="IMP_SECRET",
+    show_envvar=True,
+    help="REST API secret. Prefer the environment variable: a command line is visible to others.",
+)
+@click.option(
+    "--tier-code", envvar="IMP_TIER_CODE", show_envvar=True, help="Agency tier code (Tier header)."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_RATE,
+    show_default=True,
+    help="Requests per second across all workers, retries included; 0 for no limit.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_ATTEMPTS,
+    show_default=True,
+    help="Tries per row, for 429, 5xx, timeouts and connection errors.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for an answer (connecting: 10 s).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the reports (must not exist or be empty). "
+    "[default: reports/<YYYYMMDD-HHMMSS>-<input name>]",
+)
+@click.option(
+    "--encoding", help="Input encoding. [default: UTF-8 (with or without BOM), else cp949]"
+)
+@click.option("--strict", is_flag=True, help="Send nothing if any row is invalid (exit 2).")
+@click.option("--dry-run", is_flag=True, help="Validate and write the reports; send nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing real orders.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
+def run(
+    input_path: Path,
+    api_url: str | None,
+    imp_key: str | None,
+    imp_secret: str | None,
+    tier_code: str | None,
+    concurrency: int,
+    rate: float,
+    max_attempts: int,
+    timeout: float,
+    out_dir: Path | None,
+    encoding: str | None,
+    strict: bool,
+    dry_run: bool,
+    yes: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Change the status of every order listed in INPUT, a CSV of imp_uid,status rows.
+
+    Status is DELIVERY_START, PURCHASE_DECISION or CANCELED (or 배송시작, 구매확정, 취소).
+    Writes results.csv, failures.csv, summary.json and summary.md into the output folder.
+    Exit codes: 0 all succeeded, 1 some rows failed or were invalid, 2 usage or input error
+    (nothing sent), 3 aborted (e.g. authentication failed), 130 interrupted.
+
+    \b
+    Examples:
+        payco-batch run orders.csv --dry-run
+        IMP_KEY=... IMP_SECRET=... payco-batch run orders.csv --api-url https://api.iamport.kr
+    """
+    credentials = Credentials(imp_key or "", imp_secret or "") if imp_key or imp_secret else None
+    config = RunConfig(
+        input_path=input_path,
+        api_url=api_url.rstrip("/") if api_url else None,
+        credentials=credentials,
+        tier_code=tier_code or None,
+        concurrency=concurrency,
+        rate=rate,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        out_dir=out_dir,
+        encoding=encoding,
+        strict=strict,
+        dry_run=dry_run,
+    )
+    try:
+        plan = prepare(config)
+        _show_invalid_rows(plan)
+        _confirm(plan, yes)
+        with _progress_bar(plan, enabled=not no_progress and not dry_run) as on_outcome:
+            result = execute(plan, on_outcome=on_outcome)
+    except PaycoBatchError as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(result.summary, ensure_ascii=False, indent=2))
+    else:
+        click.echo(_human_summary(result))
+    if result.summary["aborted_because"]:
+        click.echo(f"payco-batch: aborted: {result.summary['aborted_because']}", err=True)
+    sys.exit(int(result.exit_code))
+
+
+def _fail(error: PaycoBatchError) -> NoReturn:
+    click.echo(f"payco-batch: error: {error}", err=True)
+    sys.exit(int(_EXIT_CODE_FOR_ERROR.get(type(error), ExitCode.USAGE)))
+
+
+def _show_invalid_rows(plan: Plan) -> None:
+    errors = plan.validation.errors
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        click.echo(f"row {error.row}: {error.reason}", err=True)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        click.echo(f"... and {len(errors) - MAX_ERRORS_SHOWN} more invalid rows.", err=True)
+
+
+def _confirm(plan: Plan, yes: bool) -> None:
+    """Ask before changing orders anywhere but this machine, unless --yes."""
+    config = plan.config
+    if config.dry_run or yes or not plan.rows_to_send or is_loopback(config.api_url or ""):
+        return
+    counts = ", ".join(f"{n} {s}" for s, n in plan.validation.status_counts().items() if n)
+    if not sys.stdin.isatty():
+        raise ConfirmationRequired(
+            f"this would change {plan.rows_to_send} real orders on {config.api_url} and there is "
+            "no terminal to confirm it; pass --yes to run unattended."
+        )
+    click.echo(
+        f"About to change {plan.rows_to_send} orders on {config.api_url}: {counts}.", err=True
+    )
+    if not click.confirm("Send them?", default=False, err=True):
+        raise ConfirmationRequired("cancelled: nothing was sent.")
+
+
+@contextmanager
+def _progress_bar(plan: Plan, enabled: bool) -> Iterator[Callable[[RowOutcome], None] | None]:
+    """A tqdm bar on stderr, only when stderr is a terminal; yields the per-outcome callback."""
+    if not (enabled and plan.rows_to_send and sys.stderr.isatty()):
+        yield None
+        return
+    counts = {"ok": 0, "failed": 0}
+    with tqdm(total=plan.rows_to_send, unit="row", file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def advance(outcome: RowOutcome) -> None:
+            counts["ok" if outcome.outcome == SUCCEEDED else "failed"] += 1
+            bar.set_postfix(counts, refresh=False)
+            bar.update(1)
+
+        yield advance
+
+
+def _human_summary(result: RunResult) -> str:
+    summary = result.summary
+    counts = summary["outcomes"]
+    parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in counts if counts[name]]
+    head = "dry run, nothing sent: " if summary["dry_run"] else ""
+    lines = [f"{head}{summary['input']['rows']} rows: {', '.join(parts) or 'none'}."]
+    if summary["input"]["blank_rows_ignored"]:
+        lines.append(f"{summary['input']['blank_rows_ignored']} blank rows ignored.")
+    lines.append(f"Reports: {result.out_dir}/ (results.csv, failures.csv, summary.md)")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The options of one run, checked, in one object the CLI builds and the core reads."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from batch.client import Credentials
+from batch.errors import ConfigError
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RATE = 20.0
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_REPORTS_FOLDER = Path("reports")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    input_path: Path
+    api_url: str | None = None
+    credentials: Credentials | None = None
+    tier_code: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float = DEFAULT_RATE  # requests per second across all workers; 0 means no limit
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: float = DEFAULT_TIMEOUT
+    out_dir: Path | None = None
+    encoding: str | None = None
+    strict: bool = False
+    dry_run: bool = False
+
+    def check(self) -> None:
+        """Raise ConfigError unless these options make a runnable job."""
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1.")
+        if self.rate < 0:
+            raise ConfigError("--rate must be positive, or 0 for no limit.")
+        if self.max_attempts < 1:
+            raise ConfigError("--max-attempts must be at least 1.")
+        if self.timeout <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds.")
+        if self.api_url is not None:
+            check_api_url(self.api_url)
+        if self.dry_run:
+            return
+        if self.api_url is None:
+            raise ConfigError(
+                "no target: give --api-url (or IAMPORT_API_URL), e.g. https://api.iamport.kr, "
+                "or use --dry-run to only check the file."
+            )
+        if self.credentials is None or not (
+            self.credentials.imp_key and self.credentials.imp_secret
+        ):
+            raise ConfigError(
+                "no credentials: set IMP_KEY and IMP_SECRET (or --imp-key and --imp-secret)."
+            )
+
+    @property
+    def target(self) -> str:
+        return self.api_url or "(none: dry run)"
+
+    def public_options(self) -> dict[str, Any]:
+        """The options as recorded in the reports: never the secret."""
+        return {
+            "api_url": self.api_url,
+            "imp_key": self.credentials.imp_key if self.credentials else None,
+            "tier_code": self.tier_code,
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "encoding": self.encoding,
+            "strict": self.strict,
+            "dry_run": self.dry_run,
+        }
+
+
+def check_api_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--api-url must be an http or https URL such as {_EXAMPLE}, not {url!r}."
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("--api-url must hold only a scheme, a host, a port and a path.")
+
+
+_EXAMPLE = "https://api.iamport.kr"
+
+
+def is_loopback(url: str) -> bool:
+    """True when `url` points at this machine, where no real order can change."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,184 @@
+"""Loading the input CSV: bytes to text to a pandas frame of strings, with the two columns found.
+
+Nothing here judges a row; that is validation's job. This module only answers "can this file
+be read as a table with an imp_uid and a status column?", and raises InputError when not.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from batch.errors import InputError
+
+REQUIRED_COLUMNS = ("imp_uid", "status")
+
+# failures.csv adds a `reason` column; a fixed failures.csv fed back as input must not carry
+# the old reasons into the new reports, so the loader drops that column.
+IGNORED_COLUMNS = ("reason",)
+
+# Tried in order when no encoding is given. UTF-8 first: it rejects almost every byte string
+# that is not UTF-8, so a cp949 file (what Korean Excel saves as "CSV") falls through to cp949.
+# cp949 is a superset of EUC-KR.
+AUTO_ENCODINGS = ("utf-8-sig", "cp949")
+
+# The first data row is spreadsheet row 2: the header is row 1.
+FIRST_DATA_ROW = 2
+
+
+@dataclass(frozen=True)
+class OrdersFile:
+    """An input file read into memory.
+
+    `frame` holds every column as text, exactly as read (untrimmed), indexed by the row number
+    a spreadsheet shows for that record; fully blank rows are left out and counted in
+    `blank_rows`. `imp_uid_column` and `status_column` name the frame's columns that hold them.
+    """
+
+    path: Path
+    frame: pd.DataFrame
+    imp_uid_column: str
+    status_column: str
+    encoding: str
+    sha256: str
+    blank_rows: int
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+
+def load_orders(path: str | Path, encoding: str | None = None) -> OrdersFile:
+    """Read `path` as a CSV with a header row holding `imp_uid` and `status` columns.
+
+    `encoding` overrides the automatic choice between UTF-8 (with or without BOM) and cp949.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if not raw.strip():
+        raise InputError(f"{path} is empty: expected a header row with imp_uid and status.")
+    text, used_encoding = _decode(path, raw, encoding)
+    frame = _parse(path, text)
+    imp_uid_column, status_column = _find_required_columns(path, frame)
+    frame = frame.drop(columns=[c for c in frame.columns if _normalise(c) in IGNORED_COLUMNS])
+    frame.index = pd.RangeIndex(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame), name="row")
+    # A row with no value in any cell is a gap in the sheet, not a record: there is nothing
+    # to send or report for it. It still counts for the numbering of the rows after it.
+    blank = (frame.apply(lambda column: column.str.strip()) == "").all(axis=1)
+    return OrdersFile(
+        path=path,
+        frame=frame[~blank],
+        imp_uid_column=imp_uid_column,
+        status_column=status_column,
+        encoding=used_encoding,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        blank_rows=int(blank.sum()),
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a CSV file.") from None
+    except PermissionError:
+        raise InputError(f"{path} cannot be read: permission denied.") from None
+    except OSError as error:
+        raise InputError(f"{path} cannot be read: {error.strerror or error}.") from None
+
+
+def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
+    if encoding is not None:
+        try:
+            text = raw.decode(encoding)
+        except LookupError:
+            raise InputError(f"{encoding!r} is not an encoding Python knows.") from None
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{path} is not valid {encoding}: undecodable bytes at offset {error.start}."
+            ) from None
+        return text.removeprefix("\ufeff"), encoding
+    for candidate in AUTO_ENCODINGS:
+        try:
+            return raw.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise InputError(
+        f"{path} is neither UTF-8 nor cp949/EUC-KR text; give its encoding with --encoding."
+    )
+
+
+def _parse(path: Path, text: str) -> pd.DataFrame:
+    try:
+        with warnings.catch_warnings():
+            # With index_col=False pandas only *warns* when the first record has more fields
+            # than the header, and drops the extra ones: that would lose data silently.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                dtype=str,
+                keep_default_na=False,
+                # Without this pandas would take a first column as the index when the
+                # records have one field more than the header.
+                index_col=False,
+                # Blank lines are kept so that row numbers match the spreadsheet;
+                # load_orders drops them afterwards.
+                skip_blank_lines=False,
+            )
+    except pd.errors.ParserWarning:
+        raise InputError(
+            f"{path} is not a readable CSV file: "
+            f"row {FIRST_DATA_ROW} has more fields than the header."
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} has no header row: expected imp_uid and status.") from None
+    except (pd.errors.ParserError, csv.Error) as error:
+        raise InputError(f"{path} is not a readable CSV file: {_first_line(error)}.") from None
+    # Rows with fewer fields than the header leave NaN in the missing cells.
+    return frame.fillna("")
+
+
+def _find_required_columns(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
+    found: dict[str, list[str]] = {name: [] for name in REQUIRED_COLUMNS}
+    for column in frame.columns:
+        key = _normalise(column)
+        if key in found:
+            found[key].append(column)
+    missing = [name for name, columns in found.items() if not columns]
+    if missing:
+        names = " and ".join(missing)
+        hint = ""
+        if any(
+            str(c).strip().startswith("imp_") and str(c).strip() != "imp_uid" for c in frame.columns
+        ):
+            hint = " The first line looks like data: add a header row 'imp_uid,status'."
+        raise InputError(
+            f"{path} has no {names} column (columns found: {_list(frame.columns)}).{hint}"
+        )
+    repeated = [name for name, columns in found.items() if len(columns) > 1]
+    if repeated:
+        raise InputError(f"{path} has more than one {repeated[0]} column; keep only one.")
+    return found["imp_uid"][0], found["status"][0]
+
+
+def _normalise(column: object) -> str:
+    # Excel leaves BOMs and stray spaces in headers, and people type Imp_UID.
+    return str(column).replace("\ufeff", "").strip().lower()
+
+
+def _list(columns: pd.Index) -> str:
+    shown = [str(c) for c in columns[:10]]
+    more = f", and {len(columns) - 10} more" if len(columns) > 10 else ""
+    return ", ".join(repr(c) for c in shown) + more if shown else "none"
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else "parse error"

@@ -1,0 +1,227 @@
+"""One run, end to end, without any printing or exiting: the core the CLI calls.
+
+`prepare` reads and judges the input and picks the output folder, so the CLI can show the
+plan and ask before anything is sent; `execute` sends, journals and writes the reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from batch import __version__
+from batch.client import IamportClient, open_http_client
+from batch.clock import Clock, SystemClock
+from batch.config import DEFAULT_REPORTS_FOLDER, RunConfig
+from batch.errors import (
+    AuthenticationError,
+    OutputFolderError,
+    StrictValidationError,
+    TokenUnavailableError,
+)
+from batch.exit_codes import ExitCode, exit_code_for
+from batch.inputs import OrdersFile, load_orders
+from batch.journal import JOURNAL_NAME, Journal, read_outcomes
+from batch.outcomes import RowOutcome
+from batch.ratelimit import RateLimiter
+from batch.reports import (
+    FAILURES_NAME,
+    RESULTS_NAME,
+    SUMMARY_JSON_NAME,
+    SUMMARY_MD_NAME,
+    RunFacts,
+    build_results,
+    summarize,
+    write_failures,
+    write_results,
+    write_summary_json,
+    write_summary_md,
+)
+from batch.retry import BackoffPolicy
+from batch.runner import SendReport, send_rows
+from batch.validation import INVALID, Validation, validate_orders
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked job, ready to send: what will be sent, and where the reports go."""
+
+    config: RunConfig
+    orders: OrdersFile
+    validation: Validation
+    out_dir: Path
+
+    @property
+    def rows_to_send(self) -> int:
+        return len(self.validation.to_send)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    exit_code: ExitCode
+
+
+def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
+    """Check the options, load and validate the input, and choose the output folder.
+
+    Raises ConfigError, InputError, StrictValidationError or OutputFolderError; sends nothing.
+    """
+    clock = clock or SystemClock()
+    config.check()
+    orders = load_orders(config.input_path, config.encoding)
+    validation = validate_orders(orders)
+    if config.strict and validation.count(INVALID):
+        first = validation.errors[0]
+        raise StrictValidationError(
+            f"{validation.count(INVALID)} rows are invalid and --strict is set, so nothing was "
+            f"sent; the first is row {first.row}: {first.reason}."
+        )
+    out_dir = config.out_dir or _default_out_dir(orders.path, clock)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise OutputFolderError(f"{out_dir} already exists and is not empty; choose another --out.")
+    return Plan(config, orders, validation, out_dir)
+
+
+def execute(
+    plan: Plan,
+    *,
+    clock: Clock | None = None,
+    on_outcome: Callable[[RowOutcome], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    backoff: BackoffPolicy | None = None,
+) -> RunResult:
+    """Send the plan's rows (unless a dry run), journal every outcome, write the reports.
+
+    Ctrl-C stops the sending; the reports are still written, with unsent rows `not_sent`.
+    """
+    clock = clock or SystemClock()
+    config = plan.config
+    started_at = clock.now()
+    started = clock.monotonic()
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputFolderError(f"{plan.out_dir} cannot be created: {error.strerror}.") from None
+
+    journal_path = plan.out_dir / JOURNAL_NAME
+    send_report = SendReport()
+    interrupted = False
+    with Journal(journal_path) as journal:
+        journal.write_header(
+            {
+                "tool_version": __version__,
+                "input": str(plan.orders.path),
+                "input_sha256": plan.orders.sha256,
+                "target": config.target,
+                "started_at": started_at.isoformat(timespec="seconds"),
+                "options": config.public_options(),
+            }
+        )
+
+        def record(outcome: RowOutcome) -> None:
+            journal.record(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        if not config.dry_run and plan.rows_to_send:
+            try:
+                send_report = asyncio.run(
+                    _send(plan, clock, record, transport, backoff or BackoffPolicy())
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+
+    if config.dry_run:
+        not_sent_reason = "dry run: not sent"
+    elif send_report.aborted_because:
+        not_sent_reason = f"not sent: the run stopped because {send_report.aborted_because}"
+    else:
+        not_sent_reason = "not sent: the run was interrupted"
+
+    results = build_results(
+        plan.orders, plan.validation, read_outcomes(journal_path), not_sent_reason=not_sent_reason
+    )
+    facts = RunFacts(
+        target=config.target,
+        dry_run=config.dry_run,
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=clock.now().isoformat(timespec="seconds"),
+        duration_s=clock.monotonic() - started,
+        options=config.public_options(),
+        sending_s=send_report.seconds,
+        aborted_because=send_report.aborted_because,
+        interrupted=interrupted,
+    )
+    summary = summarize(plan.orders, plan.validation, results, facts)
+    exit_code = exit_code_for(
+        summary["outcomes"],
+        failed_duplicates=summary["duplicates_of_failed_rows"],
+        dry_run=config.dry_run,
+        aborted=send_report.aborted_because is not None,
+        interrupted=interrupted,
+    )
+    summary["exit_code"] = int(exit_code)
+    summary["out_dir"] = str(plan.out_dir)
+
+    write_results(plan.orders, results, plan.out_dir / RESULTS_NAME)
+    write_failures(plan.orders, results, plan.out_dir / FAILURES_NAME)
+    write_summary_json(summary, plan.out_dir / SUMMARY_JSON_NAME)
+    write_summary_md(summary, plan.out_dir / SUMMARY_MD_NAME)
+    return RunResult(plan.out_dir, summary, exit_code)
+
+
+async def _send(
+    plan: Plan,
+    clock: Clock,
+    record: Callable[[RowOutcome], None],
+    transport: httpx.AsyncBaseTransport | None,
+    backoff: BackoffPolicy,
+) -> SendReport:
+    config = plan.config
+    assert config.api_url is not None and config.credentials is not None  # config.check()
+    limiter = RateLimiter(config.rate, clock)
+    async with open_http_client(
+        config.api_url,
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        transport=transport,
+    ) as http:
+        client = IamportClient(http, config.credentials, limiter, clock, config.tier_code)
+        try:
+            await client.authenticate()
+        except (AuthenticationError, TokenUnavailableError) as error:
+            return SendReport(aborted_because=str(error))
+        to_send = plan.validation.to_send
+        # Plain Python ints and strs: numpy scalars would not go into the JSON journal.
+        rows = zip(
+            to_send.index.tolist(),
+            to_send["imp_uid"].tolist(),
+            to_send["status"].tolist(),
+            strict=True,
+        )
+        return await send_rows(
+            rows,
+            client,
+            concurrency=config.concurrency,
+            max_attempts=config.max_attempts,
+            backoff=backoff,
+            clock=clock,
+            record=record,
+        )
+
+
+def _default_out_dir(input_path: Path, clock: Clock) -> Path:
+    """reports/<YYYYMMDD-HHMMSS>-<input stem>, with -2, -3... if two runs start in one second."""
+    base = DEFAULT_REPORTS_FOLDER / f"{clock.now():%Y%m%d-%H%M%S}-{input_path.stem}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate

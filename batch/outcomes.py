@@ -1,0 +1,59 @@
+"""The vocabulary of results: what can happen to a row, and the record of what did."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# Final outcome of a row (results.csv `outcome`).
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INVALID = "invalid"
+DUPLICATE = "duplicate"
+NOT_SENT = "not_sent"
+OUTCOMES = (SUCCEEDED, FAILED, INVALID, DUPLICATE, NOT_SENT)
+
+# Why a row did not succeed (results.csv `error_kind`).
+VALIDATION = "validation"
+AUTH = "auth"
+BUSINESS = "business"  # HTTP 200 with a non-zero `code`: iamport said no, in its own words
+NOT_FOUND = "not_found"
+CLIENT_ERROR = "client_error"
+SERVER_ERROR = "server_error"
+RATE_LIMITED = "rate_limited"
+TIMEOUT = "timeout"
+NETWORK = "network"
+STATUS_MISMATCH = "status_mismatch"  # success, but the order ended in another status
+ERROR_KINDS = (
+    VALIDATION,
+    AUTH,
+    BUSINESS,
+    NOT_FOUND,
+    CLIENT_ERROR,
+    SERVER_ERROR,
+    RATE_LIMITED,
+    TIMEOUT,
+    NETWORK,
+    STATUS_MISMATCH,
+)
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """The final fate of one sent row, as the journal records it."""
+
+    row: int
+    imp_uid: str
+    status: str
+    outcome: str
+    error_kind: str
+    http_status: int | None
+    api_code: int | None
+    api_message: str | None
+    applied_status: str | None
+    attempts: int
+    rate_limited: int  # how many of those attempts were answered 429
+    elapsed_ms: float
+    finished_at: str  # ISO 8601 with UTC offset
+
+    def to_record(self) -> dict:
+        return {"type": "outcome", **asdict(self)}

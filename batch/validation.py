@@ -1,0 +1,165 @@
+"""Row validation: which rows may be sent, which are invalid or duplicates, and why.
+
+Errors are returned as data, never raised per row. The work is done column by column with
+pandas, so a million rows cost about as much as reading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from batch.inputs import OrdersFile
+
+STATUS_CODES = ("DELIVERY_START", "PURCHASE_DECISION", "CANCELED")
+
+# The labels Korean operators type, as iamport's documentation names the statuses.
+KOREAN_LABELS = {"배송시작": "DELIVERY_START", "구매확정": "PURCHASE_DECISION", "취소": "CANCELED"}
+
+# ASCII digits only: \d would also accept other scripts' digits, which have no place in a URL.
+IMP_UID_PATTERN = r"imp_[0-9]+"
+
+# Verdicts for each row, before anything is sent.
+SEND = "send"
+INVALID = "invalid"
+DUPLICATE = "duplicate"
+
+IMP_UID_REASON = "imp_uid must look like imp_123456789012"
+STATUS_REASON = (
+    "status must be one of DELIVERY_START, PURCHASE_DECISION, CANCELED "
+    "(or 배송시작, 구매확정, 취소)"
+)
+# How many row numbers a conflict message lists before it says "and N more".
+MAX_ROWS_NAMED = 5
+
+_STATUS_LOOKUP = {code: code for code in STATUS_CODES} | {
+    label.upper(): code for label, code in KOREAN_LABELS.items()
+}
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    imp_uid: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The verdict on every row of an input file.
+
+    `frame` is indexed like the input frame (by spreadsheet row number) and has the columns
+    `imp_uid` (trimmed), `status` (the normalised code, or "" when invalid), `verdict` (send,
+    invalid, duplicate), `reason` (why a row is not sent, "" otherwise) and `duplicate_of`
+    (the row a duplicate repeats, 0 otherwise).
+    """
+
+    frame: pd.DataFrame
+
+    @property
+    def to_send(self) -> pd.DataFrame:
+        return self.frame[self.frame["verdict"] == SEND]
+
+    @property
+    def errors(self) -> list[RowError]:
+        invalid = self.frame[self.frame["verdict"] == INVALID]
+        return [
+            RowError(int(row), imp_uid, reason)
+            for row, imp_uid, reason in zip(
+                invalid.index, invalid["imp_uid"], invalid["reason"], strict=True
+            )
+        ]
+
+    def count(self, verdict: str) -> int:
+        return int((self.frame["verdict"] == verdict).sum())
+
+    def status_counts(self) -> dict[str, int]:
+        """Rows to send per status code, in the API's order."""
+        counts = self.to_send["status"].value_counts()
+        return {code: int(counts.get(code, 0)) for code in STATUS_CODES}
+
+
+def validate_orders(orders: OrdersFile) -> Validation:
+    """Judge every row of `orders`: its imp_uid, its status, and repeats of the same imp_uid."""
+    source = orders.frame
+    imp_uid = source[orders.imp_uid_column].str.strip()
+    status_text = source[orders.status_column].str.strip()
+    status = status_text.str.upper().map(_STATUS_LOOKUP)
+
+    bad_imp_uid = ~imp_uid.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    bad_status = status.isna()
+
+    reason = pd.Series("", index=source.index, dtype=object)
+    reason = reason.mask(bad_imp_uid, _quoted_reason(IMP_UID_REASON, imp_uid))
+    reason = reason.mask(
+        bad_status,
+        (reason + "; ").where(bad_imp_uid, "") + _quoted_reason(STATUS_REASON, status_text),
+    )
+
+    frame = pd.DataFrame(
+        {
+            "imp_uid": imp_uid,
+            "status": status.fillna(""),
+            "verdict": SEND,
+            "reason": reason,
+            "duplicate_of": 0,
+        },
+        index=source.index,
+    )
+    frame.loc[bad_imp_uid | bad_status, "verdict"] = INVALID
+    _mark_repeats(frame)
+    return Validation(frame)
+
+
+def _quoted_reason(reason: str, values: pd.Series) -> pd.Series:
+    # Show what was found, so the operator can find the cell: "... (got 'imp_12a')".
+    shown = values.where(values != "", "nothing").str.slice(0, 40)
+    return reason + " (got " + shown.where(values == "", "'" + shown + "'") + ")"
+
+
+def _mark_repeats(frame: pd.DataFrame) -> None:
+    """Mark repeated imp_uids among the rows still to send, in place.
+
+    The same imp_uid with the same status: the first row is sent, the rest are duplicates.
+    The same imp_uid with different statuses: every row of it is invalid, because rows are
+    sent concurrently and nothing would decide which status lands last.
+    """
+    candidates = frame[frame["verdict"] == SEND]
+    repeated = candidates[candidates["imp_uid"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    rows = repeated.reset_index()
+    groups = rows.groupby("imp_uid", sort=False)
+    conflicting = groups["status"].transform("nunique") > 1
+
+    conflicts = rows[conflicting]
+    if not conflicts.empty:
+        # One message per conflicting imp_uid, naming its rows; a handful of groups at most in
+        # practice, so a loop over groups (not rows) is fine here.
+        messages = {
+            imp_uid: f"conflicting statuses for {imp_uid} in rows {_row_list(group['row'])}"
+            for imp_uid, group in conflicts.groupby("imp_uid", sort=False)
+        }
+        index = conflicts["row"].to_numpy()
+        frame.loc[index, "verdict"] = INVALID
+        frame.loc[index, "reason"] = conflicts["imp_uid"].map(messages).to_numpy()
+
+    same = rows[~conflicting]
+    if not same.empty:
+        first_row = same.groupby("imp_uid", sort=False)["row"].transform("first")
+        later = same[same["row"] != first_row]
+        index = later["row"].to_numpy()
+        original = first_row[later.index].to_numpy()
+        frame.loc[index, "verdict"] = DUPLICATE
+        frame.loc[index, "duplicate_of"] = original
+        frame.loc[index, "reason"] = [f"same imp_uid and status as row {r}" for r in original]
+
+
+def _row_list(rows: pd.Series) -> str:
+    numbers = [str(r) for r in rows.head(MAX_ROWS_NAMED)]
+    more = len(rows) - len(numbers)
+    if len(numbers) == 2 and not more:
+        return f"{numbers[0]} and {numbers[1]}"
+    text = ", ".join(numbers)
+    return f"{text} and {more} more" if more else text
