@@ -1,0 +1,249 @@
+"""End-to-end through the click command: exit codes, messages, and what reaches the API."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import respx
+from click.testing import CliRunner
+from conftest import API_URL, SECRET, envelope
+
+from batch import __version__
+from batch.cli import cli
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+GOOD = "imp_uid,status\nimp_1,DELIVERY_START\nimp_2,CANCELED\nimp_3,구매확정\n"
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # default output folder reports/ lands in tmp_path
+    monkeypatch.setenv("IAMPORT_API_URL", API_URL)
+    monkeypatch.setenv("IMP_KEY", "key")
+    monkeypatch.setenv("IMP_SECRET", SECRET)
+    for name in ("IMP_TIER_CODE",):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def api(iamport):
+    """Route every request to api.iamport.test to the fake iamport."""
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
+        yield iamport
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def results_of(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def test_all_rows_succeed_exit_0(env, api, write_csv):
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--rate", "0", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert "3 rows: 3 succeeded." in result.stdout
+    assert "Reports: out/" in result.stdout
+    assert sorted(api.sent_imp_uids()) == ["imp_1", "imp_2", "imp_3"]
+    assert [json.loads(r.content) for r in api.status_requests if r.url.path.endswith("imp_3")] == [
+        {"status": "PURCHASE_DECISION"}
+    ]
+    assert list(results_of(env / "out")["outcome"]) == ["succeeded"] * 3
+
+
+def test_some_rows_fail_exit_1(env, api, write_csv):
+    api.script["imp_2"] = [envelope(404, -1, "존재하지 않는 결제정보입니다.")]
+    text = GOOD + "bad,DELIVERY_START\n"
+    result = invoke("run", str(write_csv(text)), "--yes", "--rate", "0", "--out", "out")
+    assert result.exit_code == 1, result.output
+    assert "row 5: imp_uid must look like imp_123456789012 (got 'bad')" in result.stderr
+    assert list(results_of(env / "out")["outcome"]) == [
+        "succeeded",
+        "failed",
+        "succeeded",
+        "invalid",
+    ]
+
+
+def test_default_output_folder_is_under_reports(env, api, write_csv):
+    result = invoke("run", str(write_csv(GOOD, name="daily.csv")), "--yes", "--rate", "0")
+    assert result.exit_code == 0, result.output
+    (folder,) = (env / "reports").iterdir()
+    assert folder.name.endswith("-daily") and len(folder.name) == len("20261204-180000-daily")
+    assert (folder / "results.csv").exists()
+
+
+def test_dry_run_sends_nothing_and_exits_0_when_all_valid(env, write_csv):
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.route()
+        result = invoke("run", str(write_csv(GOOD)), "--dry-run", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert not route.called
+    assert "dry run, nothing sent: 3 rows: 3 not sent." in result.stdout
+    assert list(results_of(env / "out")["outcome"]) == ["not_sent"] * 3
+
+
+def test_dry_run_exits_1_when_some_rows_are_invalid(env, write_csv):
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.route()
+        result = invoke("run", str(SAMPLES / "orders_with_errors.csv"), "--dry-run", "--out", "o")
+    assert result.exit_code == 1
+    assert not route.called
+
+
+def test_dry_run_needs_no_target_or_credentials(env, monkeypatch, write_csv):
+    for name in ("IAMPORT_API_URL", "IMP_KEY", "IMP_SECRET"):
+        monkeypatch.delenv(name)
+    result = invoke("run", str(write_csv(GOOD)), "--dry-run", "--out", "out")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv"], "missing.csv does not exist."),
+        (["."], ". is a folder, not a CSV file."),
+        (["--api-url", "ftp://x"], "--api-url must be an http or https URL"),
+    ],
+)
+def test_input_and_usage_errors_exit_2_with_one_sentence(env, write_csv, args, message):
+    if args[0].startswith("--"):
+        args = [str(write_csv(GOOD)), *args]
+    result = invoke("run", *args, "--yes")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_target_exits_2(env, monkeypatch, write_csv):
+    monkeypatch.delenv("IAMPORT_API_URL")
+    result = invoke("run", str(write_csv(GOOD)), "--yes")
+    assert result.exit_code == 2
+    assert "no target: give --api-url (or IAMPORT_API_URL)" in result.stderr
+
+
+def test_missing_credentials_exit_2(env, monkeypatch, write_csv):
+    monkeypatch.delenv("IMP_SECRET")
+    result = invoke("run", str(write_csv(GOOD)), "--yes")
+    assert result.exit_code == 2
+    assert "no credentials: set IMP_KEY and IMP_SECRET" in result.stderr
+
+
+def test_strict_sends_nothing_when_a_row_is_invalid(env, write_csv):
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.route()
+        result = invoke("run", str(write_csv(GOOD + "imp_4,SHIPPED\n")), "--strict", "--yes")
+    assert result.exit_code == 2
+    assert not route.called
+    assert "1 rows are invalid and --strict is set, so nothing was sent" in result.stderr
+    assert not (env / "reports").exists() or not any((env / "reports").iterdir())
+
+
+def test_non_empty_output_folder_is_refused(env, write_csv):
+    (env / "out").mkdir()
+    (env / "out" / "old.txt").write_text("x")
+    result = invoke("run", str(write_csv(GOOD)), "--dry-run", "--out", "out")
+    assert result.exit_code == 2
+    assert "out already exists and is not empty" in result.stderr
+
+
+def test_real_target_without_terminal_or_yes_exits_2(env, write_csv):
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.route()
+        result = invoke("run", str(write_csv(GOOD)))
+    assert result.exit_code == 2
+    assert not route.called
+    assert "pass --yes to run unattended" in result.stderr
+
+
+def test_loopback_target_needs_no_confirmation(env, write_csv, iamport):
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").mock(side_effect=iamport.handler)
+        result = invoke(
+            "run", str(write_csv(GOOD)), "--api-url", "http://127.0.0.1:8700", "--rate", "0"
+        )
+    assert result.exit_code == 0, result.output
+
+
+def test_authentication_failure_exits_3_and_marks_rows_not_sent(env, api, write_csv):
+    api.token_answers = [envelope(401, -1, "Unauthorized")]
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--out", "out")
+    assert result.exit_code == 3
+    assert "authentication failed: check IMP_KEY and IMP_SECRET" in result.stderr
+    assert api.status_requests == []
+    results = results_of(env / "out")
+    assert list(results["outcome"]) == ["not_sent"] * 3
+    summary = json.loads((env / "out" / "summary.json").read_text())
+    assert summary["exit_code"] == 3
+
+
+def test_unreachable_target_exits_3(env, write_csv):
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route().mock(side_effect=httpx.ConnectError("connection refused"))
+        result = invoke("run", str(write_csv(GOOD)), "--yes", "--out", "out", "--max-attempts", "1")
+    assert result.exit_code == 3
+    assert "could not get an access token: ConnectError: connection refused" in result.stderr
+
+
+def test_interrupt_exits_130_and_reports_every_row(env, api, write_csv):
+    def interrupt(request):
+        raise KeyboardInterrupt
+
+    api.script["imp_2"] = [interrupt]
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--concurrency", "1", "--out", "out")
+    assert result.exit_code == 130
+    outcomes = list(results_of(env / "out")["outcome"])
+    assert outcomes == ["succeeded", "not_sent", "not_sent"]
+
+
+def test_json_prints_the_summary(env, api, write_csv):
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--rate", "0", "--json", "--out", "o")
+    assert result.exit_code == 0
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((env / "o" / "summary.json").read_text())
+    assert printed["outcomes"]["succeeded"] == 3
+
+
+def test_tier_code_is_sent_as_header(env, api, write_csv):
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--tier-code", "T01", "--out", "o")
+    assert result.exit_code == 0
+    assert {r.headers["Tier"] for r in api.status_requests} == {"T01"}
+
+
+def test_secret_appears_in_no_output(env, api, write_csv):
+    api.script["imp_2"] = [envelope(500, -1, "err")]
+    result = invoke(
+        "run", str(write_csv(GOOD)), "--yes", "--max-attempts", "1", "--json", "--out", "o"
+    )
+    assert result.exit_code == 1
+    assert SECRET not in result.output
+    assert "DO-NOT-LEAK" not in result.output
+    for path in (env / "o").iterdir():
+        assert "DO-NOT-LEAK" not in path.read_text(encoding="utf-8-sig"), path.name
+
+
+def test_cp949_sample_is_read(env):
+    result = invoke("run", str(SAMPLES / "orders_cp949.csv"), "--dry-run", "--out", "o")
+    assert result.exit_code == 0, result.output
+    assert "홍길동" in (env / "o" / "results.csv").read_text(encoding="utf-8-sig")
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"payco-batch, version {__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["run"]])
+def test_every_command_has_help_with_an_example(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert "payco-batch run" in result.output
