@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,6 +180,9 @@ def run(
         click.echo(_human_summary(result))
     if result.summary["aborted_because"]:
         click.echo(f"payco-batch: aborted: {result.summary['aborted_because']}", err=True)
+    if result.summary["interrupted"]:
+        not_sent = result.summary["outcomes"]["not_sent"]
+        click.echo(f"payco-batch: interrupted: {not_sent} rows were not sent.", err=True)
     sys.exit(int(result.exit_code))
 
 
@@ -220,11 +224,17 @@ def _progress_bar(plan: Plan, enabled: bool) -> Iterator[Callable[[RowOutcome], 
         yield None
         return
     counts = {"ok": 0, "failed": 0}
+    requests = 0
+    started = time.monotonic()
     with tqdm(total=plan.rows_to_send, unit="row", file=sys.stderr, dynamic_ncols=True) as bar:
 
         def advance(outcome: RowOutcome) -> None:
+            nonlocal requests
             counts["ok" if outcome.outcome == SUCCEEDED else "failed"] += 1
-            bar.set_postfix(counts, refresh=False)
+            requests += outcome.attempts
+            # Rows per second is tqdm's own rate; requests differ from rows by the retries.
+            rate = requests / max(time.monotonic() - started, 1e-9)
+            bar.set_postfix(counts | {"req/s": f"{rate:.1f}"}, refresh=False)
             bar.update(1)
 
         yield advance

@@ -61,7 +61,7 @@ class RunConfig:
 
     @property
     def target(self) -> str:
-        return self.api_url or "(none: dry run)"
+        return self.api_url or "none"
 
     def public_options(self) -> dict[str, Any]:
         """The options as recorded in the reports: never the secret."""

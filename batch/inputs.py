@@ -6,9 +6,11 @@ be read as a table with an imp_uid and a status column?", and raises InputError 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,7 @@ def load_orders(path: str | Path, encoding: str | None = None) -> OrdersFile:
         raise InputError(f"{path} is empty: expected a header row with imp_uid and status.")
     text, used_encoding = _decode(path, raw, encoding)
     frame = _parse(path, text)
+    _refuse_repeated_headers(path, text)
     imp_uid_column, status_column = _find_required_columns(path, frame)
     frame = frame.drop(columns=[c for c in frame.columns if _normalise(c) in IGNORED_COLUMNS])
     frame.index = pd.RangeIndex(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame), name="row")
@@ -108,9 +111,12 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
         return text.removeprefix("\ufeff"), encoding
     for candidate in AUTO_ENCODINGS:
         try:
-            return raw.decode(candidate), candidate
+            text = raw.decode(candidate)
         except UnicodeDecodeError:
             continue
+        if candidate == "utf-8-sig" and not raw.startswith(codecs.BOM_UTF8):
+            candidate = "utf-8"  # name what the file is, for the summary
+        return text, candidate
     raise InputError(
         f"{path} is neither UTF-8 nor cp949/EUC-KR text; give its encoding with --encoding."
     )
@@ -146,6 +152,19 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
     return frame.fillna("")
 
 
+def _refuse_repeated_headers(path: Path, text: str) -> None:
+    # pandas renames a repeated header "status" to "status.1", so the second column would
+    # be silently ignored; read the header line as it is written to catch that.
+    header = pd.read_csv(io.StringIO(text), header=None, nrows=1, dtype=str, keep_default_na=False)
+    names = [_normalise(name) for name in header.iloc[0]] if len(header) else []
+    seen = set()
+    for name in names:
+        if name in seen and name:
+            what = f"{name} column" if name in REQUIRED_COLUMNS else f"column named {name!r}"
+            raise InputError(f"{path} has more than one {what}; keep only one.")
+        seen.add(name)
+
+
 def _find_required_columns(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
     found: dict[str, list[str]] = {name: [] for name in REQUIRED_COLUMNS}
     for column in frame.columns:
@@ -156,9 +175,7 @@ def _find_required_columns(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
     if missing:
         names = " and ".join(missing)
         hint = ""
-        if any(
-            str(c).strip().startswith("imp_") and str(c).strip() != "imp_uid" for c in frame.columns
-        ):
+        if any(re.fullmatch(r"imp_[0-9]+", str(c).strip()) for c in frame.columns):
             hint = " The first line looks like data: add a header row 'imp_uid,status'."
         raise InputError(
             f"{path} has no {names} column (columns found: {_list(frame.columns)}).{hint}"
