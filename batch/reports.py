@@ -59,6 +59,13 @@ _SENT_FIELDS = (
 )
 MAX_EXAMPLES = 5
 
+# What makes a reason particular to one row, and what it becomes when failures are grouped.
+_PARTICULARS = (
+    (r" \(got [^)]*\)", ""),
+    (r"for imp_[0-9]+ in rows .*$", "for one imp_uid"),
+    (r"as row [0-9]+", "as another row"),
+)
+
 
 @dataclass
 class RunFacts:
@@ -235,12 +242,12 @@ def _by_status(results: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 def _failure_groups(failures: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     kind = failures["error_kind"].where(failures["error_kind"] != "", failures["outcome"])
-    # API failures group by iamport's own message; validation ones by the rule broken, not
-    # by the value found ("... (got 'x')"), so that one rule makes one group.
-    message = failures["api_message"].where(
-        failures["api_message"] != "",
-        failures["reason"].str.replace(r" \(got .*\)$", "", regex=True),
-    )
+    # API failures group by iamport's own message; the tool's own reasons by the rule, not
+    # by the row's particulars, so that one rule makes one group.
+    generic = failures["reason"]
+    for particular, general in _PARTICULARS:
+        generic = generic.str.replace(particular, general, regex=True)
+    message = failures["api_message"].where(failures["api_message"] != "", generic)
     return {
         "by_error_kind": _groups(kind, failures["_imp_uid"], "error_kind"),
         "by_message": _groups(message, failures["_imp_uid"], "message"),

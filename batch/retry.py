@@ -32,7 +32,8 @@ class BackoffPolicy:
         """Seconds to wait before the attempt after `failed_attempts` failures."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-        ceiling = min(self.cap, self.base * 2 ** (failed_attempts - 1))
+        # The exponent is bounded so that a huge --max-attempts cannot overflow the float.
+        ceiling = min(self.cap, self.base * 2 ** min(failed_attempts - 1, 64))
         return self.rng.uniform(0.0, ceiling)
 
 
