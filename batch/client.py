@@ -116,7 +116,7 @@ class IamportClient:
                 error_kind=error.kind,
                 http_status=error.http_status,
                 api_message=str(error),
-                retryable=True,
+                retryable=error.kind in (TIMEOUT, NETWORK, SERVER_ERROR, RATE_LIMITED),
                 requests=0,
             )
         answer = await self._post_status(imp_uid, status, token)
@@ -215,6 +215,15 @@ class _TokenCache:
             raise TokenUnavailableError(
                 f"getToken answered HTTP {response.status_code}",
                 kind=kind,
+                http_status=response.status_code,
+            )
+        if envelope is None and response.status_code != 401:
+            # Not iamport speaking (an HTML error page, a 404 from another server): the URL is
+            # more likely wrong than the credentials.
+            raise TokenUnavailableError(
+                f"{response.request.url} answered HTTP {response.status_code} without an "
+                "iamport response; check --api-url",
+                kind=CLIENT_ERROR if response.status_code < 500 else SERVER_ERROR,
                 http_status=response.status_code,
             )
         if response.status_code != 200 or envelope is None or envelope.get("code") != 0:

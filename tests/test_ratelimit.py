@@ -1,0 +1,162 @@
+"""The global rate limiter: evenly spaced slots on an absolute timeline, no banked bursts."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+from conftest import FakeClock
+
+from batch.ratelimit import RateLimiter
+
+
+class WakeClock:
+    """Time stands still; `sleep` records, per task, the absolute time it would wake at.
+
+    With it many acquirers can ask at t=0 together and each one's slot can be read back.
+    """
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+        self.wakes: dict[asyncio.Task, float] = {}
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:  # pragma: no cover - the limiter reads only monotonic time
+        raise AssertionError("the rate limiter must not read wall-clock time")
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.wakes[asyncio.current_task()] = self.t + seconds
+        await asyncio.sleep(0)
+
+
+class LateClock(FakeClock):
+    """A FakeClock whose every sleep oversleeps by `late` seconds, as a busy event loop does."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + self.late)
+
+
+def concurrent_wake_times(rate: float, callers: int) -> list[float]:
+    clock = WakeClock()
+    limiter = RateLimiter(rate, clock)
+
+    async def one() -> float:
+        await limiter.acquire()
+        return clock.wakes.get(asyncio.current_task(), clock.t)
+
+    async def main() -> list[float]:
+        return await asyncio.gather(*(one() for _ in range(callers)))
+
+    return sorted(asyncio.run(main()))
+
+
+def acquisitions_within(
+    clock: FakeClock, limiter: RateLimiter, seconds: float, limit: int = 10_000
+) -> int:
+    """How many sequential acquires complete before `seconds` of fake time have passed.
+
+    Stops at `limit`, so that a limiter that never waits fails the test instead of hanging.
+    """
+
+    async def main() -> int:
+        count = 0
+        while count < limit:
+            await limiter.acquire()
+            if clock.t >= seconds:
+                return count
+            count += 1
+        return count
+
+    return asyncio.run(main())
+
+
+def test_concurrent_acquirers_get_exactly_spaced_slots():
+    wakes = concurrent_wake_times(rate=20, callers=100)
+    assert wakes == pytest.approx([i * 0.05 for i in range(100)])
+
+
+@pytest.mark.parametrize("rate", [1, 3, 20, 50])
+def test_no_one_second_window_holds_more_than_rate_plus_one(rate):
+    wakes = concurrent_wake_times(rate=rate, callers=5 * rate + 7)
+    busiest = max(sum(1 for w in wakes if start <= w < start + 1) for start in wakes)
+    assert busiest <= rate + 1
+    assert busiest >= rate  # and the limiter does not throttle below the rate
+
+
+@pytest.mark.parametrize("rate", [0, None])
+def test_no_rate_never_sleeps(rate):
+    clock = WakeClock()
+    limiter = RateLimiter(rate, clock)
+
+    async def main() -> None:
+        await asyncio.gather(*(limiter.acquire() for _ in range(200)))
+
+    asyncio.run(main())
+    assert clock.sleeps == []
+    assert limiter.limited is False
+
+
+def test_a_positive_rate_is_limited():
+    assert RateLimiter(5, WakeClock()).limited is True
+
+
+@pytest.mark.parametrize("rate", [-1, -0.5])
+def test_negative_rate_is_refused(rate):
+    with pytest.raises(ValueError):
+        RateLimiter(rate, WakeClock())
+
+
+def test_after_an_idle_pause_next_acquire_goes_at_once_without_banked_burst():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock)
+
+    async def main() -> list[float]:
+        await limiter.acquire()
+        await limiter.acquire()
+        clock.advance(5.0)  # idle for fifty intervals
+        before = len(clock.sleeps)
+        await limiter.acquire()
+        await limiter.acquire()
+        return clock.sleeps[before:]
+
+    after_pause = asyncio.run(main())
+    # The first after the pause does not sleep; the second waits one full interval.
+    assert after_pause == pytest.approx([0.1])
+
+
+@pytest.mark.parametrize("rate", [5, 20])
+def test_sequential_acquires_over_ten_seconds_match_the_rate(rate):
+    clock = FakeClock()
+    count = acquisitions_within(clock, RateLimiter(rate, clock), 10.0)
+    assert abs(count - rate * 10) <= 1
+
+
+def test_late_wakeups_do_not_shift_later_slots():
+    # Each sleep overshoots by a fifth of the interval; slots stay on the absolute grid, so
+    # the throughput is still the rate (spacing from wake-ups would give ~83 instead of 100).
+    clock = LateClock(late=0.02)
+    count = acquisitions_within(clock, RateLimiter(10, clock), 10.0)
+    assert abs(count - 100) <= 1
+
+
+def test_caller_arriving_after_its_slot_goes_at_once_and_next_waits_one_interval():
+    clock = WakeClock()
+    limiter = RateLimiter(10, clock)
+
+    async def main() -> list[float]:
+        await limiter.acquire()  # slot 0.0
+        clock.t = 0.13  # this caller comes back late, past the slot at 0.1
+        await limiter.acquire()  # goes at once at 0.13
+        await limiter.acquire()  # one interval after 0.13: no catching up on the missed 0.1
+        return clock.sleeps
+
+    assert asyncio.run(main()) == pytest.approx([0.1])
