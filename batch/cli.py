@@ -30,11 +30,14 @@ from batch.errors import (
     InputError,
     OutputFolderError,
     PaycoBatchError,
+    SandboxStartError,
     StrictValidationError,
 )
 from batch.exit_codes import ExitCode
 from batch.job import Plan, RunResult, execute, prepare
 from batch.outcomes import SUCCEEDED, RowOutcome
+from batch.sandbox import DEFAULT_HOST, DEFAULT_PORT
+from batch.sandbox.tokens import DEFAULT_TOKEN_TTL
 
 # How many invalid rows are listed on the terminal before "... and N more".
 MAX_ERRORS_SHOWN = 10
@@ -46,7 +49,11 @@ _EXIT_CODE_FOR_ERROR: dict[type[PaycoBatchError], ExitCode] = {
     OutputFolderError: ExitCode.USAGE,
     ConfirmationRequired: ExitCode.USAGE,
     AuthenticationError: ExitCode.ABORTED,
+    SandboxStartError: ExitCode.ABORTED,
 }
+
+
+_RATE = click.FloatRange(0, 1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,6 +177,10 @@ def run(
         plan = prepare(config)
         _show_invalid_rows(plan)
         _confirm(plan, yes)
+        if plan.config.uses_sandbox:
+            click.echo(
+                "sandbox: no real orders are changed (give --api-url to reach iamport).", err=True
+            )
         with _progress_bar(plan, enabled=not no_progress and not dry_run) as on_outcome:
             result = execute(plan, on_outcome=on_outcome)
     except PaycoBatchError as error:
@@ -186,7 +197,98 @@ def run(
     sys.exit(int(result.exit_code))
 
 
-def _fail(error: PaycoBatchError) -> NoReturn:
+@cli.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--token-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TOKEN_TTL,
+    show_default=True,
+    help="Token lifetime in seconds.",
+)
+@click.option(
+    "--orders",
+    "orders_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV of imp_uid,pg,state to preload (other ids follow the rules above).",
+)
+@click.option("--error-rate", type=_RATE, default=0.0, help="Share of requests answered 500/503.")
+@click.option(
+    "--throttle",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second allowed; beyond it, 429 with Retry-After.",
+)
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Added delay, ms.")
+@click.option("--jitter", type=click.FloatRange(min=0), default=0.0, help="Delay +/- up to, ms.")
+@click.option(
+    "--hang-rate", type=_RATE, default=0.0, help="Share of requests never answered in time."
+)
+@click.option(
+    "--drop-rate", type=_RATE, default=0.0, help="Share of connections closed unanswered."
+)
+@click.option("--seed", type=int, help="Seed for the faults, to replay the same run.")
+def sandbox(
+    host: str,
+    port: int,
+    token_ttl: float,
+    orders_file: Path | None,
+    error_rate: float,
+    throttle: float | None,
+    latency: float,
+    jitter: float,
+    hang_rate: float,
+    drop_rate: float,
+    seed: int | None,
+) -> None:
+    """Serve the iamport sandbox in the foreground until Ctrl-C: no real order is touched.
+
+    Same paths and answers as iamport for getToken and the PAYCO status call. Made-up
+    imp_uids have fixed fates: ending in 404, no such payment; in 777, not PAYCO; in 0,
+    already shipped (DELIVERY_START); any other, a PAYCO order in PAID. Audit at
+    /__sandbox__/stats and /__sandbox__/orders/<imp_uid>.
+
+    \b
+    Example:
+        payco-batch sandbox --port 8700 --error-rate 0.05 --latency 50
+        payco-batch run orders.csv --api-url http://127.0.0.1:8700 \\
+            --imp-key sandbox_key --imp-secret sandbox_secret
+    """
+    from batch.sandbox.api import SANDBOX_KEY, SANDBOX_SECRET, Sandbox, SandboxSettings
+    from batch.sandbox.faults import FaultSettings
+    from batch.sandbox.orders import OrdersFileError, load_orders_file
+    from batch.sandbox.server import bind, serve_forever, url_of
+
+    try:
+        orders = load_orders_file(orders_file) if orders_file else None
+        faults = FaultSettings(
+            error_rate=error_rate,
+            throttle=throttle,
+            latency_ms=latency,
+            jitter_ms=jitter,
+            hang_rate=hang_rate,
+            drop_rate=drop_rate,
+            seed=seed,
+        )
+        sock = bind(host, port)
+    except (OrdersFileError, SandboxStartError) as error:
+        _fail(error)
+    url = url_of(sock)
+    if not is_loopback(url):
+        click.echo(f"warning: listening on {host}, reachable from other machines.", err=True)
+    settings = SandboxSettings(token_ttl=token_ttl, faults=faults, orders=orders)
+    click.echo(f"iamport sandbox on {url} (no real orders are changed)")
+    click.echo(f"  imp_key: {SANDBOX_KEY}   imp_secret: {SANDBOX_SECRET}")
+    click.echo(f"  faults: {faults.describe()}; token lifetime {token_ttl:g} s")
+    click.echo(f"  audit: {url}/__sandbox__/stats   Ctrl-C to stop")
+    try:
+        serve_forever(Sandbox(settings), sock)
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once it has stopped
+        pass
+    click.echo("sandbox stopped.")
+
+
+def _fail(error: Exception) -> NoReturn:
     click.echo(f"payco-batch: error: {error}", err=True)
     sys.exit(int(_EXIT_CODE_FOR_ERROR.get(type(error), ExitCode.USAGE)))
 
@@ -202,7 +304,9 @@ def _show_invalid_rows(plan: Plan) -> None:
 def _confirm(plan: Plan, yes: bool) -> None:
     """Ask before changing orders anywhere but this machine, unless --yes."""
     config = plan.config
-    if config.dry_run or yes or not plan.rows_to_send or is_loopback(config.api_url or ""):
+    if config.dry_run or yes or not plan.rows_to_send or config.uses_sandbox:
+        return
+    if is_loopback(config.api_url or ""):
         return
     counts = ", ".join(f"{n} {s}" for s, n in plan.validation.status_counts().items() if n)
     if not sys.stdin.isatty():

@@ -28,6 +28,7 @@ from batch.outcomes import (
     SERVER_ERROR,
     STATUS_MISMATCH,
     TIMEOUT,
+    TRANSIENT_KINDS,
 )
 from batch.ratelimit import RateLimiter
 from batch.retry import RETRYABLE_HTTP_STATUSES, parse_retry_after
@@ -116,7 +117,7 @@ class IamportClient:
                 error_kind=error.kind,
                 http_status=error.http_status,
                 api_message=str(error),
-                retryable=error.kind in (TIMEOUT, NETWORK, SERVER_ERROR, RATE_LIMITED),
+                retryable=error.kind in TRANSIENT_KINDS,
                 requests=0,
             )
         answer = await self._post_status(imp_uid, status, token)

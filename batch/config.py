@@ -45,13 +45,8 @@ class RunConfig:
             raise ConfigError("--timeout must be more than 0 seconds.")
         if self.api_url is not None:
             check_api_url(self.api_url)
-        if self.dry_run:
+        if self.dry_run or self.uses_sandbox:
             return
-        if self.api_url is None:
-            raise ConfigError(
-                "no target: give --api-url (or IAMPORT_API_URL), e.g. https://api.iamport.kr, "
-                "or use --dry-run to only check the file."
-            )
         if self.credentials is None or not (
             self.credentials.imp_key and self.credentials.imp_secret
         ):
@@ -60,8 +55,15 @@ class RunConfig:
             )
 
     @property
+    def uses_sandbox(self) -> bool:
+        """No --api-url: rows go to the embedded sandbox, where no real order can change."""
+        return self.api_url is None and not self.dry_run
+
+    @property
     def target(self) -> str:
-        return self.api_url or "none"
+        if self.api_url:
+            return self.api_url
+        return "sandbox" if self.uses_sandbox else "none"
 
     def public_options(self) -> dict[str, Any]:
         """The options as recorded in the reports: never the secret."""

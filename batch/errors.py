@@ -29,6 +29,10 @@ class ConfirmationRequired(PaycoBatchError):
     """Real orders would change, but there is nobody to confirm and `--yes` was not given."""
 
 
+class SandboxStartError(PaycoBatchError):
+    """The embedded sandbox could not start (no free port, a port already taken...)."""
+
+
 class AuthenticationError(PaycoBatchError):
     """iamport refused the credentials; the run cannot go on."""
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from batch import __version__
-from batch.client import IamportClient, open_http_client
+from batch.client import Credentials, IamportClient, open_http_client
 from batch.clock import Clock, SystemClock
 from batch.config import DEFAULT_REPORTS_FOLDER, RunConfig
 from batch.errors import (
@@ -43,8 +44,12 @@ from batch.reports import (
     write_summary_md,
 )
 from batch.retry import BackoffPolicy
-from batch.runner import SendReport, send_rows
+from batch.runner import SendReport, authenticate, send_rows
+from batch.sandbox.api import SANDBOX_KEY, SANDBOX_SECRET
 from batch.validation import INVALID, Validation, validate_orders
+
+if TYPE_CHECKING:
+    from batch.sandbox.server import BackgroundSandbox
 
 
 @dataclass(frozen=True)
@@ -113,13 +118,16 @@ def execute(
     journal_path = plan.out_dir / JOURNAL_NAME
     send_report = SendReport()
     interrupted = False
-    with Journal(journal_path) as journal:
+    target = _Target(config.api_url or "", config.credentials, config.target)
+    with ExitStack() as stack, Journal(journal_path) as journal:
+        if config.uses_sandbox and plan.rows_to_send:
+            target = _Target.of(stack.enter_context(_sandbox()))
         journal.write_header(
             {
                 "tool_version": __version__,
                 "input": str(plan.orders.path),
                 "input_sha256": plan.orders.sha256,
-                "target": config.target,
+                "target": target.name,
                 "started_at": started_at.isoformat(timespec="seconds"),
                 "options": config.public_options(),
             }
@@ -133,7 +141,7 @@ def execute(
         if not config.dry_run and plan.rows_to_send:
             try:
                 send_report = asyncio.run(
-                    _send(plan, clock, record, transport, backoff or BackoffPolicy())
+                    _send(plan, target, clock, record, transport, backoff or BackoffPolicy())
                 )
             except KeyboardInterrupt:
                 interrupted = True
@@ -149,7 +157,7 @@ def execute(
         plan.orders, plan.validation, read_outcomes(journal_path), not_sent_reason=not_sent_reason
     )
     facts = RunFacts(
-        target=config.target,
+        target=target.name,
         dry_run=config.dry_run,
         started_at=started_at.isoformat(timespec="seconds"),
         finished_at=clock.now().isoformat(timespec="seconds"),
@@ -177,25 +185,50 @@ def execute(
     return RunResult(plan.out_dir, summary, exit_code)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where the rows go: the URL, the credentials for it, and its name in the reports."""
+
+    url: str
+    credentials: Credentials | None
+    name: str
+
+    @classmethod
+    def of(cls, sandbox: BackgroundSandbox) -> _Target:
+        return cls(
+            sandbox.url, Credentials(SANDBOX_KEY, SANDBOX_SECRET), f"sandbox ({sandbox.url})"
+        )
+
+
+def _sandbox() -> BackgroundSandbox:
+    # Imported here: a run against a real API never loads the server stack.
+    from batch.sandbox.server import BackgroundSandbox
+
+    return BackgroundSandbox()
+
+
 async def _send(
     plan: Plan,
+    target: _Target,
     clock: Clock,
     record: Callable[[RowOutcome], None],
     transport: httpx.AsyncBaseTransport | None,
     backoff: BackoffPolicy,
 ) -> SendReport:
     config = plan.config
-    assert config.api_url is not None and config.credentials is not None  # config.check()
+    assert target.credentials is not None  # config.check() saw to it
     limiter = RateLimiter(config.rate, clock)
     async with open_http_client(
-        config.api_url,
+        target.url,
         concurrency=config.concurrency,
         timeout=config.timeout,
         transport=transport,
     ) as http:
-        client = IamportClient(http, config.credentials, limiter, clock, config.tier_code)
+        client = IamportClient(http, target.credentials, limiter, clock, config.tier_code)
         try:
-            await client.authenticate()
+            await authenticate(
+                client, max_attempts=config.max_attempts, backoff=backoff, clock=clock
+            )
         except (AuthenticationError, TokenUnavailableError) as error:
             return SendReport(aborted_because=str(error))
         to_send = plan.validation.to_send

@@ -36,6 +36,9 @@ ERROR_KINDS = (
     STATUS_MISMATCH,
 )
 
+# Failures that may pass on their own: worth another try after a wait.
+TRANSIENT_KINDS = frozenset({SERVER_ERROR, RATE_LIMITED, TIMEOUT, NETWORK})
+
 
 @dataclass(frozen=True)
 class RowOutcome:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from batch.client import AUTH_FAILED_MESSAGE, Answer, IamportClient
 from batch.clock import Clock
-from batch.errors import AuthenticationError
-from batch.outcomes import AUTH, FAILED, SUCCEEDED, RowOutcome
+from batch.errors import AuthenticationError, TokenUnavailableError
+from batch.outcomes import AUTH, FAILED, SUCCEEDED, TRANSIENT_KINDS, RowOutcome
 from batch.retry import BackoffPolicy
 
 # (spreadsheet row number, imp_uid, status code)
@@ -55,6 +55,24 @@ async def send_rows(
     finally:
         sender.report.seconds = clock.monotonic() - started
     return sender.report
+
+
+async def authenticate(
+    client: IamportClient, *, max_attempts: int, backoff: BackoffPolicy, clock: Clock
+) -> None:
+    """Get the run's first token, retrying passing troubles like any request.
+
+    Raises AuthenticationError at once for refused credentials, and TokenUnavailableError
+    when the last try fails or the failure is not one to retry (e.g. a wrong URL).
+    """
+    for attempt in range(1, max(1, max_attempts) + 1):
+        try:
+            await client.authenticate()
+            return
+        except TokenUnavailableError as error:
+            if attempt >= max_attempts or error.kind not in TRANSIENT_KINDS:
+                raise
+            await clock.sleep(backoff.delay(attempt))
 
 
 class _Sender:

@@ -122,11 +122,14 @@ def test_input_and_usage_errors_exit_2_with_one_sentence(env, write_csv, args, m
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_missing_target_exits_2(env, monkeypatch, write_csv):
+def test_without_api_url_the_embedded_sandbox_is_the_target(env, monkeypatch):
     monkeypatch.delenv("IAMPORT_API_URL")
-    result = invoke("run", str(write_csv(GOOD)), "--yes")
-    assert result.exit_code == 2
-    assert "no target: give --api-url (or IAMPORT_API_URL)" in result.stderr
+    result = invoke("run", str(SAMPLES / "orders.csv"), "--rate", "0", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert "sandbox: no real orders are changed" in result.stderr
+    summary = json.loads((env / "out" / "summary.json").read_text())
+    assert summary["target"].startswith("sandbox (http://127.0.0.1:")
+    assert summary["outcomes"]["succeeded"] == 50
 
 
 def test_missing_credentials_exit_2(env, monkeypatch, write_csv):
