@@ -98,6 +98,8 @@ class Sandbox:
             return None
         self.audit.arrived()
         endpoint = _endpoint(path)
+        if endpoint == STATUS_PATH:
+            self.orders.count_request(path[len(STATUS_PATH) + 1 :])
         fate = self.faults.decide()
         if fate.error is not None:
             headers_out = {"Retry-After": str(fate.retry_after)} if fate.retry_after else {}
@@ -167,12 +169,12 @@ class Sandbox:
         if rest == "stats":
             return Reply(200, self.stats())
         if rest == "orders":
-            return Reply(200, {"orders": [order.to_dict() for order in self.orders.all()]})
+            return Reply(200, {"orders": self.orders.describe_all()})
         if rest.startswith("orders/"):
-            order = self.orders.get(rest[len("orders/") :])
+            order = self.orders.describe(rest[len("orders/") :])
             if order is None:
                 return Reply(404, {"error": "this order was never preloaded or asked about"})
-            return Reply(200, order.to_dict())
+            return Reply(200, order)
         return Reply(404, {"error": "try /__sandbox__/stats or /__sandbox__/orders/<imp_uid>"})
 
     def stats(self) -> dict:

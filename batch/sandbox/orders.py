@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,12 +53,13 @@ class Order:
     imp_uid: str
     pg: str
     state: str
-    requests: int = 0  # status-change requests that reached this order
+    requests: int = 0  # status requests for this imp_uid, whatever their answer
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "imp_uid": self.imp_uid,
+            "exists": True,
             "pg": self.pg,
             "state": self.state,
             "requests": self.requests,
@@ -71,6 +73,17 @@ class OrderBook:
     def __init__(self, wall_clock: Callable[[], float], preload: dict[str, Order] | None = None):
         self._wall_clock = wall_clock
         self._orders: dict[str, Order] = dict(preload or {})
+        # Requests for payments that do not exist, by imp_uid: the audit must show that a
+        # request was made even when there was no order to make it to.
+        self._missing: Counter[str] = Counter()
+
+    def count_request(self, imp_uid: str) -> None:
+        """Note a status request for `imp_uid`, whatever its answer (errors and faults too)."""
+        order = self.find(imp_uid)
+        if order is None:
+            self._missing[imp_uid] += 1
+        else:
+            order.requests += 1
 
     def find(self, imp_uid: str) -> Order | None:
         """The order, or None when no such payment exists."""
@@ -84,16 +97,22 @@ class OrderBook:
         order = self._orders[imp_uid] = Order(imp_uid, pg, state)
         return order
 
-    def get(self, imp_uid: str) -> Order | None:
-        """The order if it was preloaded or has been asked about; never creates one."""
-        return self._orders.get(imp_uid)
+    def describe(self, imp_uid: str) -> dict | None:
+        """The audit view of one imp_uid, if it was preloaded or asked about; None otherwise."""
+        order = self._orders.get(imp_uid)
+        if order is not None:
+            return order.to_dict()
+        if imp_uid in self._missing:
+            return _missing(imp_uid, self._missing[imp_uid])
+        return None
 
-    def all(self) -> list[Order]:
-        return list(self._orders.values())
+    def describe_all(self) -> list[dict]:
+        return [order.to_dict() for order in self._orders.values()] + [
+            _missing(imp_uid, requests) for imp_uid, requests in self._missing.items()
+        ]
 
     def change(self, order: Order, status: str) -> str:
         """Apply `status` to `order`; return CHANGED, NO_OP, FORBIDDEN or NOT_PAYCO."""
-        order.requests += 1
         if order.pg != PAYCO:
             return NOT_PAYCO
         if order.state == status:
@@ -113,6 +132,17 @@ class OrderBook:
             "kind": kind,
             "at": at.isoformat(timespec="milliseconds"),
         }
+
+
+def _missing(imp_uid: str, requests: int) -> dict:
+    return {
+        "imp_uid": imp_uid,
+        "exists": False,
+        "pg": None,
+        "state": None,
+        "requests": requests,
+        "history": [],
+    }
 
 
 def load_orders_file(path: str | Path) -> dict[str, Order]:
