@@ -63,7 +63,8 @@ def cli() -> None:
 
     \b
     Example:
-        payco-batch run orders.csv --api-url https://api.iamport.kr --dry-run
+        payco-batch run sample_data/orders.csv          # against the embedded sandbox
+        payco-batch sandbox --port 8700                 # serve the sandbox yourself
     """
 
 
@@ -73,7 +74,8 @@ def cli() -> None:
     "--api-url",
     envvar="IAMPORT_API_URL",
     show_envvar=True,
-    help=f"Base URL of the iamport API, e.g. {REAL_API_URL}.",
+    help=f"Base URL of the iamport API, e.g. {REAL_API_URL}. "
+    "[default: the embedded sandbox, where no real order changes]",
 )
 @click.option("--imp-key", envvar="IMP_KEY", show_envvar=True, help="REST API key.")
 @click.option(
@@ -153,8 +155,11 @@ def run(
     Exit codes: 0 all succeeded, 1 some rows failed or were invalid, 2 usage or input error
     (nothing sent), 3 aborted (e.g. authentication failed), 130 interrupted.
 
+    Without --api-url the rows go to the embedded sandbox: nothing real changes.
+
     \b
     Examples:
+        payco-batch run sample_data/orders.csv
         payco-batch run orders.csv --dry-run
         IMP_KEY=... IMP_SECRET=... payco-batch run orders.csv --api-url https://api.iamport.kr
     """

@@ -244,7 +244,7 @@ def test_version():
     assert result.output.strip() == f"payco-batch, version {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["run"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sandbox"]])
 def test_every_command_has_help_with_an_example(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
