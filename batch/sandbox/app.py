@@ -9,6 +9,7 @@ measures.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -17,6 +18,8 @@ from batch.sandbox.api import SANDBOX_PREFIX, Reply, Sandbox
 
 TRANSPORT_KEY = "payco_batch.transport"
 JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
+# How often a hung request looks whether the server is shutting down.
+HANG_POLL = 0.1
 
 
 class TransportExposingProtocol(HttpToolsProtocol):
@@ -37,6 +40,9 @@ class SandboxApp:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        # Set by the server: true once it is shutting down, so hung requests let go at once
+        # instead of holding up the shutdown until uvicorn cancels them.
+        self.stopping: Callable[[], bool] = lambda: False
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,7 +60,12 @@ class SandboxApp:
         outcome: int | str = reply.status
         try:
             if reply.hang:
-                if await _disconnected_within(receive, reply.delay):
+                ended = await self._hang(receive, reply.delay)
+                if ended == "stopping":
+                    outcome = "cancelled"
+                    await _drop(scope, receive)
+                    return
+                if ended == "disconnected":
                     outcome = "abandoned"  # the client gave up waiting, as intended
                     return
             elif reply.delay:
@@ -65,8 +76,30 @@ class SandboxApp:
                 await _drop(scope, receive)
                 return
             await _send(send, reply)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running once its shutdown grace is over (a hung
+            # request, typically): nothing was sent, so do not count it as answered. Ending
+            # quietly here spares the console uvicorn's traceback for a cancelled app.
+            outcome = "cancelled"
         finally:
             self.sandbox.audit.answered(reply.path, outcome)
+
+    async def _hang(self, receive: Any, seconds: float) -> str:
+        """Hold a request: "disconnected", "stopping" or "elapsed", whichever comes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            while not disconnect.done():
+                if self.stopping():
+                    return "stopping"
+                left = deadline - loop.time()
+                if left <= 0:
+                    return "elapsed"
+                await asyncio.wait({disconnect}, timeout=min(left, HANG_POLL))
+            return "disconnected"
+        finally:
+            disconnect.cancel()
 
 
 async def _read_body(receive: Any) -> bytes:
@@ -91,23 +124,13 @@ async def _send(send: Any, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _disconnected_within(receive: Any, seconds: float) -> bool:
-    """Wait up to `seconds`; True as soon as the client closes the connection."""
-
-    async def disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    try:
-        await asyncio.wait_for(disconnect(), seconds)
-    except TimeoutError:
-        return False
-    return True
+async def _wait_for_disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _drop(scope: dict, receive: Any) -> None:
     """Close the connection without sending a byte of an answer."""
     scope["extensions"][TRANSPORT_KEY].close()
     # Wait until uvicorn has seen the connection go, or it would send a 500 of its own.
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await _wait_for_disconnect(receive)

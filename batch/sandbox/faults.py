@@ -66,8 +66,13 @@ class Faults:
         self.settings = settings
         self._monotonic = monotonic
         self._rng = random.Random(settings.seed)
-        # Arrival times of the requests let through in the last second (throttle only).
+        # Arrival times of the requests let through in the current window (throttle only).
+        # The window is a second, or longer for a throttle under one per second, so that
+        # 0.5 means one request every two seconds rather than one a second.
         self._admitted: deque[float] = deque()
+        throttle = settings.throttle or 1.0
+        self._window = max(1.0, 1.0 / throttle)
+        self._capacity = max(1, math.floor(throttle * self._window + 1e-9))
 
     def decide(self) -> Fate:
         s = self.settings
@@ -96,9 +101,9 @@ class Faults:
         """None if this request may pass; else the whole seconds to wait (Retry-After)."""
         now = self._monotonic()
         admitted = self._admitted
-        while admitted and admitted[0] <= now - 1.0:
+        while admitted and admitted[0] <= now - self._window:
             admitted.popleft()
-        if len(admitted) < self.settings.throttle:
+        if len(admitted) < self._capacity:
             admitted.append(now)
             return None
-        return max(1, math.ceil(admitted[0] + 1.0 - now))
+        return max(1, math.ceil(admitted[0] + self._window - now))

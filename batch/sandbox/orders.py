@@ -156,7 +156,8 @@ def load_orders_file(path: str | Path) -> dict[str, Order]:
             }:
                 raise OrdersFileError(f"{path} needs a header row imp_uid,pg,state.")
             orders = {}
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
+                line = reader.line_num  # the file's own line, blank lines counted
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 imp_uid, pg, state = row["imp_uid"], row["pg"].lower(), row["state"].upper()
                 if not IMP_UID.fullmatch(imp_uid):

@@ -39,8 +39,9 @@ def url_of(sock: socket.socket) -> str:
 
 
 def make_server(sandbox: Sandbox) -> uvicorn.Server:
+    app = SandboxApp(sandbox)
     config = uvicorn.Config(
-        SandboxApp(sandbox),
+        app,
         http=TransportExposingProtocol,
         loop="auto",  # uvloop when installed
         lifespan="off",
@@ -49,7 +50,9 @@ def make_server(sandbox: Sandbox) -> uvicorn.Server:
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         backlog=2048,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    app.stopping = lambda: server.should_exit
+    return server
 
 
 def serve_forever(sandbox: Sandbox, sock: socket.socket) -> None:
