@@ -98,8 +98,9 @@ class Sandbox:
             return None
         self.audit.arrived()
         endpoint = _endpoint(path)
+        order = None
         if endpoint == STATUS_PATH:
-            self.orders.count_request(path[len(STATUS_PATH) + 1 :])
+            order = self.orders.count_request(path[len(STATUS_PATH) + 1 :])
         fate = self.faults.decide()
         if fate.error is not None:
             headers_out = {"Retry-After": str(fate.retry_after)} if fate.retry_after else {}
@@ -111,10 +112,7 @@ class Sandbox:
         elif endpoint == TOKEN_PATH:
             reply = self._get_token(_fields(headers, body))
         else:
-            imp_uid = path[len(STATUS_PATH) + 1 :]
-            reply = self._change_status(
-                imp_uid, headers.get("authorization"), _fields(headers, body)
-            )
+            reply = self._change_status(order, headers.get("authorization"), _fields(headers, body))
         if fate.hang:
             self.audit.hung += 1
         return Reply(
@@ -136,7 +134,7 @@ class Sandbox:
         )
 
     def _change_status(
-        self, imp_uid: str, authorization: str | None, fields: Mapping[str, str]
+        self, order: Order | None, authorization: str | None, fields: Mapping[str, str]
     ) -> Reply:
         # iamport takes "Bearer <token>" and a bare "<token>" alike.
         token = (authorization or "").strip().removeprefix("Bearer ").strip()
@@ -145,7 +143,6 @@ class Sandbox:
         status = fields.get("status")
         if status not in STATUSES:
             return Reply(400, envelope(-1, MESSAGES["bad_status"]))
-        order = self.orders.find(imp_uid)
         if order is None:
             return Reply(404, envelope(-1, MESSAGES["not_found"]))
         before = order.state

@@ -1,9 +1,10 @@
 """The sandbox as a raw ASGI app on uvicorn (httptools, uvloop when installed).
 
 A plain ASGI callable rather than a framework: the sandbox has five routes, and without a
-framework's request objects uvicorn serves it about twice as fast (26,000 against 13,500
-requests/s for a minimal status call, one core), so the sandbox is never what a benchmark
-measures.
+framework's request objects uvicorn serves a minimal status call about twice as fast as
+Starlette or aiohttp.web did on one core (26,000 against 13,500 requests/s, measured when the
+stack was chosen). The whole sandbox answers about 12,000 status calls a second on one core
+(docs/benchmarks.md), so it is not what the client benchmarks measure.
 """
 
 from __future__ import annotations

@@ -77,13 +77,14 @@ class OrderBook:
         # request was made even when there was no order to make it to.
         self._missing: Counter[str] = Counter()
 
-    def count_request(self, imp_uid: str) -> None:
-        """Note a status request for `imp_uid`, whatever its answer (errors and faults too)."""
+    def count_request(self, imp_uid: str) -> Order | None:
+        """Note a status request for `imp_uid`, whatever its answer; return its order, if any."""
         order = self.find(imp_uid)
         if order is None:
             self._missing[imp_uid] += 1
         else:
             order.requests += 1
+        return order
 
     def find(self, imp_uid: str) -> Order | None:
         """The order, or None when no such payment exists."""
