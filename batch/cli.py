@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +38,8 @@ from batch.errors import (
 from batch.exit_codes import ExitCode
 from batch.job import Plan, RunResult, execute, prepare
 from batch.outcomes import SUCCEEDED, RowOutcome
+from batch.resume import DoubleSubmissionError, input_of
+from batch.runner import StopSignal
 from batch.sandbox import DEFAULT_HOST, DEFAULT_PORT
 from batch.sandbox.tokens import DEFAULT_TOKEN_TTL
 
@@ -48,12 +52,58 @@ _EXIT_CODE_FOR_ERROR: dict[type[PaycoBatchError], ExitCode] = {
     StrictValidationError: ExitCode.USAGE,
     OutputFolderError: ExitCode.USAGE,
     ConfirmationRequired: ExitCode.USAGE,
+    DoubleSubmissionError: ExitCode.USAGE,
     AuthenticationError: ExitCode.ABORTED,
     SandboxStartError: ExitCode.ABORTED,
 }
 
 
 _RATE = click.FloatRange(0, 1)
+
+
+def _credential_options(command: Callable) -> Callable:
+    """--imp-key, --imp-secret and --tier-code, shared by run and resume."""
+    for option in reversed(
+        [
+            click.option("--imp-key", envvar="IMP_KEY", show_envvar=True, help="REST API key."),
+            click.option(
+                "--imp-secret",
+                envvar="IMP_SECRET",
+                show_envvar=True,
+                help="REST API secret. Prefer the environment variable: "
+                "a command line is visible to others.",
+            ),
+            click.option(
+                "--tier-code",
+                envvar="IMP_TIER_CODE",
+                show_envvar=True,
+                help="Agency tier code (Tier header).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _session_options(command: Callable) -> Callable:
+    """How a run behaves, shared by run and resume."""
+    for option in reversed(
+        [
+            click.option(
+                "--retry-failed",
+                is_flag=True,
+                help="When continuing a run, also resend rows that failed for a passing reason "
+                "(server_error, timeout, network, rate_limited) or whose outcome is unknown.",
+            ),
+            click.option(
+                "--yes", "-y", is_flag=True, help="Do not ask before changing real orders."
+            ),
+            click.option("--no-progress", is_flag=True, help="No progress bar."),
+            click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,16 +127,7 @@ def cli() -> None:
     help=f"Base URL of the iamport API, e.g. {REAL_API_URL}. "
     "[default: the embedded sandbox, where no real order changes]",
 )
-@click.option("--imp-key", envvar="IMP_KEY", show_envvar=True, help="REST API key.")
-@click.option(
-    "--imp-secret",
-    envvar="IMP_SECRET",
-    show_envvar=True,
-    help="REST API secret. Prefer the environment variable: a command line is visible to others.",
-)
-@click.option(
-    "--tier-code", envvar="IMP_TIER_CODE", show_envvar=True, help="Agency tier code (Tier header)."
-)
+@_credential_options
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -127,9 +168,10 @@ def cli() -> None:
 )
 @click.option("--strict", is_flag=True, help="Send nothing if any row is invalid (exit 2).")
 @click.option("--dry-run", is_flag=True, help="Validate and write the reports; send nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before changing real orders.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
+@click.option(
+    "--force", is_flag=True, help="Send even if an earlier run already sent this file in full."
+)
+@_session_options
 def run(
     input_path: Path,
     api_url: str | None,
@@ -144,6 +186,8 @@ def run(
     encoding: str | None,
     strict: bool,
     dry_run: bool,
+    force: bool,
+    retry_failed: bool,
     yes: bool,
     no_progress: bool,
     as_json: bool,
@@ -155,7 +199,8 @@ def run(
     Exit codes: 0 all succeeded, 1 some rows failed or were invalid, 2 usage or input error
     (nothing sent), 3 aborted (e.g. authentication failed), 130 interrupted.
 
-    Without --api-url the rows go to the embedded sandbox: nothing real changes.
+    Without --api-url the rows go to the embedded sandbox: nothing real changes. An --out
+    folder holding a run that stopped is resumed (same INPUT only); see also `resume`.
 
     \b
     Examples:
@@ -163,11 +208,10 @@ def run(
         payco-batch run orders.csv --dry-run
         IMP_KEY=... IMP_SECRET=... payco-batch run orders.csv --api-url https://api.iamport.kr
     """
-    credentials = Credentials(imp_key or "", imp_secret or "") if imp_key or imp_secret else None
     config = RunConfig(
         input_path=input_path,
         api_url=api_url.rstrip("/") if api_url else None,
-        credentials=credentials,
+        credentials=_credentials(imp_key, imp_secret),
         tier_code=tier_code or None,
         concurrency=concurrency,
         rate=rate,
@@ -177,29 +221,129 @@ def run(
         encoding=encoding,
         strict=strict,
         dry_run=dry_run,
+        retry_failed=retry_failed,
+        force=force,
     )
+    _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
+
+
+@cli.command()
+@click.argument("run_folder", type=click.Path(path_type=Path, file_okay=False))
+@_credential_options
+@_session_options
+def resume(
+    run_folder: Path,
+    imp_key: str | None,
+    imp_secret: str | None,
+    tier_code: str | None,
+    retry_failed: bool,
+    yes: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Continue the run in RUN_FOLDER: send the rows it did not finish, then rewrite its reports.
+
+    The input file and the options come from the run's journal; the credentials, as for
+    `run`, from IMP_KEY and IMP_SECRET. Rows with a final outcome are not sent again; rows
+    whose request was in flight when the run stopped are, and are flagged `resent`.
+
+    \b
+    Example:
+        payco-batch resume reports/20261204-180000-orders
+        payco-batch resume reports/20261204-180000-orders --retry-failed
+    """
+    try:
+        input_path, options = input_of(run_folder)
+    except PaycoBatchError as error:
+        _fail(error)
+    config = RunConfig(
+        input_path=input_path,
+        api_url=options.get("api_url"),
+        credentials=_credentials(imp_key or options.get("imp_key"), imp_secret),
+        tier_code=tier_code or options.get("tier_code"),
+        concurrency=options.get("concurrency", DEFAULT_CONCURRENCY),
+        rate=options.get("rate", DEFAULT_RATE),
+        max_attempts=options.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        timeout=options.get("timeout", DEFAULT_TIMEOUT),
+        out_dir=run_folder,
+        encoding=options.get("encoding"),
+        strict=options.get("strict", False),
+        retry_failed=retry_failed,
+    )
+    _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
+
+
+def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) -> NoReturn:
+    """Prepare, confirm, execute and report one run; exit with its code."""
+    stop = StopSignal()
     try:
         plan = prepare(config)
         _show_invalid_rows(plan)
+        if plan.resuming:
+            click.echo(
+                f"resuming {plan.out_dir}: {plan.rows_to_send} rows to send"
+                + (
+                    f", {len(plan.resent)} of them again (in flight when it stopped)"
+                    if plan.resent
+                    else ""
+                )
+                + ".",
+                err=True,
+            )
         _confirm(plan, yes)
-        if plan.config.uses_sandbox:
+        if plan.config.uses_sandbox and plan.rows_to_send:
             click.echo(
                 "sandbox: no real orders are changed (give --api-url to reach iamport).", err=True
             )
-        with _progress_bar(plan, enabled=not no_progress and not dry_run) as on_outcome:
-            result = execute(plan, on_outcome=on_outcome)
+        with (
+            _stop_on_signals(stop),
+            _progress_bar(plan, enabled=not no_progress and not config.dry_run) as on_outcome,
+        ):
+            result = execute(plan, on_outcome=on_outcome, stop=stop)
     except PaycoBatchError as error:
         _fail(error)
+    summary = result.summary
     if as_json:
-        click.echo(json.dumps(result.summary, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         click.echo(_human_summary(result))
-    if result.summary["aborted_because"]:
-        click.echo(f"payco-batch: aborted: {result.summary['aborted_because']}", err=True)
-    if result.summary["interrupted"]:
-        not_sent = result.summary["outcomes"]["not_sent"]
+    if summary["aborted_because"]:
+        click.echo(f"payco-batch: aborted: {summary['aborted_because']}", err=True)
+    if summary["interrupted"]:
+        not_sent = summary["outcomes"]["not_sent"]
         click.echo(f"payco-batch: interrupted: {not_sent} rows were not sent.", err=True)
+    if summary["resume_command"]:
+        click.echo(f"payco-batch: to finish the run: {summary['resume_command']}", err=True)
     sys.exit(int(result.exit_code))
+
+
+@contextmanager
+def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: stop starting rows, finish those in flight. Second: quit now."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.reason is not None:
+            raise KeyboardInterrupt
+        stop.stop(f"{signal.Signals(signum).name} received")
+        click.echo(
+            "\npayco-batch: stopping: finishing the requests in flight "
+            "(press Ctrl-C again to quit at once; the journal keeps every row's fate).",
+            err=True,
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be caught in the main thread (e.g. some test runners)
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _credentials(imp_key: str | None, imp_secret: str | None) -> Credentials | None:
+    return Credentials(imp_key or "", imp_secret or "") if imp_key or imp_secret else None
 
 
 @cli.command()

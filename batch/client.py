@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +66,9 @@ class Answer:
     retryable: bool = False
     retry_after: float | None = None
     requests: int = 1  # status requests sent for this answer: 2 after a 401 and a new token
+    # The request left but no answer came back (a read timeout, a dropped connection): the
+    # server may have applied it. Failing to connect at all is no such doubt.
+    maybe_applied: bool = False
 
 
 def open_http_client(
@@ -107,8 +111,14 @@ class IamportClient:
         """Get the first token: bad credentials or a wrong URL stop the run before any row."""
         await self._tokens.get()
 
-    async def change_status(self, imp_uid: str, status: str) -> Answer:
-        """Ask iamport to move order `imp_uid` to `status`; say what came of it."""
+    async def change_status(
+        self, imp_uid: str, status: str, before_send: Callable[[], None] | None = None
+    ) -> Answer:
+        """Ask iamport to move order `imp_uid` to `status`; say what came of it.
+
+        `before_send` is called just before each status request leaves (after its rate-limit
+        slot), so that the journal can note a request that might land.
+        """
         try:
             token = await self._tokens.get()
         except TokenUnavailableError as error:
@@ -120,7 +130,7 @@ class IamportClient:
                 retryable=error.kind in TRANSIENT_KINDS,
                 requests=0,
             )
-        answer = await self._post_status(imp_uid, status, token)
+        answer = await self._post_status(imp_uid, status, token, before_send)
         if answer.http_status != 401:
             return answer
         # The token was refused although we thought it fresh (revoked, or the server's clock
@@ -129,29 +139,52 @@ class IamportClient:
             token = await self._tokens.renew(rejected=token)
         except TokenUnavailableError:
             return answer
-        second = await self._post_status(imp_uid, status, token)
+        second = await self._post_status(imp_uid, status, token, before_send)
         return replace(second, requests=2)
 
-    async def _post_status(self, imp_uid: str, status: str, token: str) -> Answer:
+    async def _post_status(
+        self,
+        imp_uid: str,
+        status: str,
+        token: str,
+        before_send: Callable[[], None] | None,
+    ) -> Answer:
         headers = {"Authorization": f"Bearer {token}"}
         if self._tier_code:
             headers["Tier"] = self._tier_code
         try:
             response = await self.post(
-                STATUS_PATH.format(imp_uid=imp_uid), json={"status": status}, headers=headers
+                STATUS_PATH.format(imp_uid=imp_uid),
+                json={"status": status},
+                headers=headers,
+                before_send=before_send,
             )
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            return Answer(False, TIMEOUT, api_message="could not connect in time", retryable=True)
         except httpx.TimeoutException:
             return Answer(
-                False, TIMEOUT, api_message="no answer within the timeout", retryable=True
+                False,
+                TIMEOUT,
+                api_message="no answer within the timeout",
+                retryable=True,
+                maybe_applied=True,
             )
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
+        except httpx.ConnectError as error:
             return Answer(False, NETWORK, api_message=_describe(error), retryable=True)
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
+            return Answer(
+                False, NETWORK, api_message=_describe(error), retryable=True, maybe_applied=True
+            )
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
         return classify_answer(response.status_code, response.content, status, retry_after)
 
-    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def post(
+        self, path: str, *, before_send: Callable[[], None] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Every request goes through here, so that every request counts against the rate limit."""
         await self._limiter.acquire()
+        if before_send is not None:
+            before_send()
         return await self._http.post(path, **kwargs)
 
 

@@ -32,6 +32,8 @@ class RunConfig:
     encoding: str | None = None
     strict: bool = False
     dry_run: bool = False
+    retry_failed: bool = False  # on resume, also resend rows that failed for a passing reason
+    force: bool = False  # send even if an earlier run already succeeded with this input
 
     def check(self) -> None:
         """Raise ConfigError unless these options make a runnable job."""
@@ -78,6 +80,8 @@ class RunConfig:
             "encoding": self.encoding,
             "strict": self.strict,
             "dry_run": self.dry_run,
+            "retry_failed": self.retry_failed,
+            "force": self.force,
         }
 
 

@@ -29,14 +29,20 @@ def exit_code_for(
 ) -> ExitCode:
     """Pick the exit code from a run's outcome counts.
 
-    `failed_duplicates` is the number of `duplicate` rows whose original row did not
-    succeed. In a dry run nothing is meant to be sent, so `not_sent` is no failure there.
+    `failed_duplicates` is the number of `duplicate` rows whose original row failed or
+    has an unknown outcome. In a dry run nothing is meant to be sent, so `not_sent` is no
+    failure there.
     """
     if interrupted:
         return ExitCode.INTERRUPTED
     if aborted:
         return ExitCode.ABORTED
-    bad = outcome_counts.get("failed", 0) + outcome_counts.get("invalid", 0) + failed_duplicates
+    bad = (
+        outcome_counts.get("failed", 0)
+        + outcome_counts.get("unknown", 0)
+        + outcome_counts.get("invalid", 0)
+        + failed_duplicates
+    )
     if not dry_run:
         bad += outcome_counts.get("not_sent", 0)
     return ExitCode.FAILURES if bad else ExitCode.OK

@@ -7,6 +7,7 @@ plan and ask before anything is sent; `execute` sends, journals and writes the r
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pandas as pd
 
 from batch import __version__
 from batch.client import Credentials, IamportClient, open_http_client
@@ -27,7 +29,7 @@ from batch.errors import (
 )
 from batch.exit_codes import ExitCode, exit_code_for
 from batch.inputs import OrdersFile, load_orders
-from batch.journal import JOURNAL_NAME, Journal, read_outcomes
+from batch.journal import JOURNAL_NAME, Journal, JournalContents, read_journal
 from batch.outcomes import RowOutcome
 from batch.ratelimit import RateLimiter
 from batch.reports import (
@@ -43,8 +45,15 @@ from batch.reports import (
     write_summary_json,
     write_summary_md,
 )
+from batch.resume import (
+    DoubleSubmissionError,
+    check_same_input,
+    find_complete_run,
+    open_previous_run,
+    rows_to_send,
+)
 from batch.retry import BackoffPolicy
-from batch.runner import SendReport, authenticate, send_rows
+from batch.runner import SendReport, StopSignal, authenticate, send_rows
 from batch.sandbox.api import SANDBOX_KEY, SANDBOX_SECRET
 from batch.validation import INVALID, Validation, validate_orders
 
@@ -60,10 +69,21 @@ class Plan:
     orders: OrdersFile
     validation: Validation
     out_dir: Path
+    rows: pd.DataFrame  # the valid rows this run sends (fewer than all when resuming)
+    previous: JournalContents | None = None  # the run this one resumes
+    resent: frozenset[int] = frozenset()  # rows an earlier run left in flight
 
     @property
     def rows_to_send(self) -> int:
-        return len(self.validation.to_send)
+        return len(self.rows)
+
+    @property
+    def resuming(self) -> bool:
+        return self.previous is not None
+
+    @property
+    def resume_command(self) -> str:
+        return f"payco-batch resume {shlex.quote(str(self.out_dir))}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +96,9 @@ class RunResult:
 def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
     """Check the options, load and validate the input, and choose the output folder.
 
-    Raises ConfigError, InputError, StrictValidationError or OutputFolderError; sends nothing.
+    An --out folder that holds a run's journal is resumed: the input must be the same file.
+    Raises ConfigError, InputError, StrictValidationError, OutputFolderError or
+    DoubleSubmissionError; sends nothing.
     """
     clock = clock or SystemClock()
     config.check()
@@ -89,9 +111,23 @@ def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
             f"sent; the first is row {first.row}: {first.reason}."
         )
     out_dir = config.out_dir or _default_out_dir(orders.path, clock)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputFolderError(f"{out_dir} already exists and is not empty; choose another --out.")
-    return Plan(config, orders, validation, out_dir)
+    previous = open_previous_run(out_dir)
+    if previous is not None:
+        if config.dry_run:
+            raise OutputFolderError(
+                f"{out_dir} holds a run already; a dry run cannot continue it. "
+                "Choose another --out."
+            )
+        check_same_input(previous, orders, out_dir)
+    elif not (config.dry_run or config.force):
+        earlier = find_complete_run(out_dir.parent, orders.sha256, exclude=out_dir)
+        if earlier is not None:
+            raise DoubleSubmissionError(
+                f"{orders.path} was already sent in full by the run in {earlier} (same "
+                "SHA-256, every row succeeded); pass --force to send it again."
+            )
+    rows, resent = rows_to_send(validation.to_send, previous, config.retry_failed)
+    return Plan(config, orders, validation, out_dir, rows, previous, frozenset(resent))
 
 
 def execute(
@@ -101,12 +137,16 @@ def execute(
     on_outcome: Callable[[RowOutcome], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     backoff: BackoffPolicy | None = None,
+    stop: StopSignal | None = None,
 ) -> RunResult:
     """Send the plan's rows (unless a dry run), journal every outcome, write the reports.
 
-    Ctrl-C stops the sending; the reports are still written, with unsent rows `not_sent`.
+    `stop` (raised by the CLI on the first Ctrl-C or SIGTERM) stops starting rows and lets
+    the requests in flight finish; a KeyboardInterrupt (the second Ctrl-C) abandons them.
+    Either way the reports are written from the journal, unsent rows `not_sent`.
     """
     clock = clock or SystemClock()
+    stop = stop or StopSignal()
     config = plan.config
     started_at = clock.now()
     started = clock.monotonic()
@@ -125,12 +165,13 @@ def execute(
         journal.write_header(
             {
                 "tool_version": __version__,
-                "input": str(plan.orders.path),
+                "input": str(plan.orders.path.resolve()),
                 "input_sha256": plan.orders.sha256,
                 "target": target.name,
                 "started_at": started_at.isoformat(timespec="seconds"),
                 "options": config.public_options(),
-            }
+            },
+            resuming=plan.resuming,
         )
 
         def record(outcome: RowOutcome) -> None:
@@ -141,21 +182,30 @@ def execute(
         if not config.dry_run and plan.rows_to_send:
             try:
                 send_report = asyncio.run(
-                    _send(plan, target, clock, record, transport, backoff or BackoffPolicy())
+                    _send(
+                        plan,
+                        target,
+                        clock,
+                        journal,
+                        record,
+                        transport,
+                        backoff or BackoffPolicy(),
+                        stop,
+                    )
                 )
             except KeyboardInterrupt:
                 interrupted = True
+        interrupted = interrupted or send_report.stopped_because is not None
 
+    contents = read_journal(journal_path)
     if config.dry_run:
         not_sent_reason = "dry run: not sent"
     elif send_report.aborted_because:
         not_sent_reason = f"not sent: the run stopped because {send_report.aborted_because}"
     else:
-        not_sent_reason = "not sent: the run was interrupted"
+        not_sent_reason = "not sent: the run was interrupted; a resume sends it"
 
-    results = build_results(
-        plan.orders, plan.validation, read_outcomes(journal_path), not_sent_reason=not_sent_reason
-    )
+    results = build_results(plan.orders, plan.validation, contents, not_sent_reason=not_sent_reason)
     facts = RunFacts(
         target=target.name,
         dry_run=config.dry_run,
@@ -166,6 +216,7 @@ def execute(
         sending_s=send_report.seconds,
         aborted_because=send_report.aborted_because,
         interrupted=interrupted,
+        runs=contents.runs,
     )
     summary = summarize(plan.orders, plan.validation, results, facts)
     exit_code = exit_code_for(
@@ -177,12 +228,23 @@ def execute(
     )
     summary["exit_code"] = int(exit_code)
     summary["out_dir"] = str(plan.out_dir)
+    unfinished = summary["outcomes"]["not_sent"] or not contents_complete(contents)
+    summary["resume_command"] = (
+        plan.resume_command if not config.dry_run and unfinished and exit_code != 0 else None
+    )
 
     write_results(plan.orders, results, plan.out_dir / RESULTS_NAME)
     write_failures(plan.orders, results, plan.out_dir / FAILURES_NAME)
     write_summary_json(summary, plan.out_dir / SUMMARY_JSON_NAME)
     write_summary_md(summary, plan.out_dir / SUMMARY_MD_NAME)
     return RunResult(plan.out_dir, summary, exit_code)
+
+
+def contents_complete(contents: JournalContents) -> bool:
+    """No row in doubt and no row stopped before its retries were used up."""
+    return not contents.in_doubt and all(
+        record.get("final", True) for record in contents.outcomes.values()
+    )
 
 
 @dataclass(frozen=True)
@@ -211,9 +273,11 @@ async def _send(
     plan: Plan,
     target: _Target,
     clock: Clock,
+    journal: Journal,
     record: Callable[[RowOutcome], None],
     transport: httpx.AsyncBaseTransport | None,
     backoff: BackoffPolicy,
+    stop: StopSignal,
 ) -> SendReport:
     config = plan.config
     assert target.credentials is not None  # config.check() saw to it
@@ -231,7 +295,7 @@ async def _send(
             )
         except (AuthenticationError, TokenUnavailableError) as error:
             return SendReport(aborted_because=str(error))
-        to_send = plan.validation.to_send
+        to_send = plan.rows
         # Plain Python ints and strs: numpy scalars would not go into the JSON journal.
         rows = zip(
             to_send.index.tolist(),
@@ -247,6 +311,9 @@ async def _send(
             backoff=backoff,
             clock=clock,
             record=record,
+            intent=journal.intent,
+            stop=stop,
+            resent=plan.resent,
         )
 
 

@@ -10,7 +10,10 @@ FAILED = "failed"
 INVALID = "invalid"
 DUPLICATE = "duplicate"
 NOT_SENT = "not_sent"
-OUTCOMES = (SUCCEEDED, FAILED, INVALID, DUPLICATE, NOT_SENT)
+# Sent, but no definitive answer came (a timeout or a lost connection after the request
+# left, or the run stopped while it was in flight): the order may or may not have changed.
+UNKNOWN = "unknown"
+OUTCOMES = (SUCCEEDED, FAILED, UNKNOWN, INVALID, DUPLICATE, NOT_SENT)
 
 # Why a row did not succeed (results.csv `error_kind`).
 VALIDATION = "validation"
@@ -57,6 +60,10 @@ class RowOutcome:
     rate_limited: int  # how many of those attempts were answered 429
     elapsed_ms: float
     finished_at: str  # ISO 8601 with UTC offset
+    # False when the run stopped before this row's retries were used up: a resume sends it
+    # again rather than taking this as its last word.
+    final: bool = True
+    resent: bool = False  # a request of an earlier run was in flight when it stopped
 
     def to_record(self) -> dict:
         return {"type": "outcome", **asdict(self)}

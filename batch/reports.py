@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,17 @@ import pandas as pd
 
 from batch import __version__
 from batch.inputs import OrdersFile
-from batch.outcomes import DUPLICATE, FAILED, INVALID, NOT_SENT, OUTCOMES, SUCCEEDED, VALIDATION
+from batch.journal import JournalContents
+from batch.outcomes import (
+    DUPLICATE,
+    FAILED,
+    INVALID,
+    NOT_SENT,
+    OUTCOMES,
+    SUCCEEDED,
+    UNKNOWN,
+    VALIDATION,
+)
 from batch.validation import STATUS_CODES, Validation
 
 RESULTS_NAME = "results.csv"
@@ -40,6 +50,7 @@ RESULT_COLUMNS = (
     "api_message",
     "applied_status",
     "attempts",
+    "resent",
     "elapsed_ms",
     "finished_at",
     "reason",
@@ -58,6 +69,19 @@ _SENT_FIELDS = (
     "finished_at",
 )
 MAX_EXAMPLES = 5
+
+UNKNOWN_NOTE = "; the request may have been applied: check the order before sending it again"
+STOPPED_NOTE = " (the run stopped before its retries were used up; a resume sends it again)"
+UNKNOWN_EXPLAINED = (
+    "Their request was sent but no definitive answer came back (a timeout, a lost "
+    "connection, or the run stopped), so the order may or may not have changed. Check "
+    "them in the PortOne console before sending them again, or resume with --retry-failed: "
+    "sending the same status again is harmless when the first one landed."
+)
+IN_DOUBT_REASON = (
+    "sent, but the run stopped before the answer came: the order may have changed; "
+    "a resume sends it again"
+)
 
 # What makes a reason particular to one row, and what it becomes when failures are grouped.
 _PARTICULARS = (
@@ -80,48 +104,55 @@ class RunFacts:
     sending_s: float = 0.0
     aborted_because: str | None = None
     interrupted: bool = False
+    runs: int = 1  # this run and the runs it resumed
 
 
 def build_results(
     orders: OrdersFile,
     validation: Validation,
-    outcomes: Iterable[Mapping[str, Any]],
+    journal: JournalContents,
     *,
     not_sent_reason: str,
 ) -> pd.DataFrame:
-    """One row per input record: its validation verdict joined with its journal outcome.
+    """One row per input record: its validation verdict joined with the journal's account.
 
     Indexed by spreadsheet row number. Besides RESULT_COLUMNS it holds `rate_limited` and the
     internal columns `_requested_status`, `_imp_uid` (trimmed), `_original_outcome` (of the row
     a duplicate repeats) and `_counts_as_succeeded`.
     """
-    sent = pd.DataFrame.from_records(list(outcomes), columns=["row", *_SENT_FIELDS])
-    # A row is recorded once per run; should it ever appear twice, the later record stands.
-    sent = sent.drop_duplicates("row", keep="last").set_index("row")
+    sent = pd.DataFrame.from_records(
+        list(journal.outcomes.values()), columns=["row", *_SENT_FIELDS, "final", "resent"]
+    ).set_index("row")
     frame = validation.frame.join(sent, how="left")
+    attempts = pd.Series(journal.intents, dtype="int64")
+    in_doubt = frame.index.isin(list(journal.in_doubt))
 
     verdict = frame["verdict"]
     was_sent = frame["outcome"].notna()
     outcome = pd.Series(NOT_SENT, index=frame.index, dtype=object)
     outcome = outcome.mask(was_sent, frame["outcome"])
+    # Sent, and the run stopped before the answer: it may have landed.
+    outcome = outcome.mask(in_doubt, UNKNOWN)
     outcome = outcome.mask(verdict == INVALID, INVALID).mask(verdict == DUPLICATE, DUPLICATE)
 
     # A duplicate shares the fate of the row it repeats.
     original_outcome = frame["duplicate_of"].map(outcome).where(outcome == DUPLICATE, "")
     counts_as_succeeded = (outcome == SUCCEEDED) | (original_outcome == SUCCEEDED)
 
+    answered = was_sent & ~in_doubt
     results = pd.DataFrame(index=frame.index)
     results["outcome"] = outcome
-    results["error_kind"] = frame["error_kind"].where(was_sent, "").fillna("")
+    results["error_kind"] = frame["error_kind"].where(answered, "").fillna("")
     results.loc[outcome == INVALID, "error_kind"] = VALIDATION
-    results["http_status"] = frame["http_status"].astype("Int64")
-    results["api_code"] = frame["api_code"].astype("Int64")
-    results["api_message"] = frame["api_message"].fillna("")
-    results["applied_status"] = frame["applied_status"].fillna("")
-    results["attempts"] = frame["attempts"].fillna(0).astype(int)
-    results["elapsed_ms"] = frame["elapsed_ms"]
-    results["finished_at"] = frame["finished_at"].fillna("")
-    results["reason"] = _reasons(frame, outcome, original_outcome, not_sent_reason)
+    results["http_status"] = frame["http_status"].where(answered).astype("Int64")
+    results["api_code"] = frame["api_code"].where(answered).astype("Int64")
+    results["api_message"] = frame["api_message"].where(answered, "").fillna("")
+    results["applied_status"] = frame["applied_status"].where(answered, "").fillna("")
+    results["attempts"] = attempts.reindex(frame.index, fill_value=0).astype(int)
+    results["resent"] = frame["resent"].fillna(False).astype(bool) | (in_doubt & (journal.runs > 1))
+    results["elapsed_ms"] = frame["elapsed_ms"].where(answered)
+    results["finished_at"] = frame["finished_at"].where(answered, "").fillna("")
+    results["reason"] = _reasons(frame, outcome, original_outcome, in_doubt, not_sent_reason)
     results["rate_limited"] = frame["rate_limited"].fillna(0).astype(int)
     results["_requested_status"] = frame["status"]
     results["_counts_as_succeeded"] = counts_as_succeeded
@@ -131,23 +162,36 @@ def build_results(
 
 
 def _reasons(
-    frame: pd.DataFrame, outcome: pd.Series, original_outcome: pd.Series, not_sent_reason: str
+    frame: pd.DataFrame,
+    outcome: pd.Series,
+    original_outcome: pd.Series,
+    in_doubt: Any,
+    not_sent_reason: str,
 ) -> pd.Series:
     reason = frame["reason"].copy()
-    failed = outcome == FAILED
-    if failed.any():
-        rows = frame[failed]
-        reason[failed] = [
+    answered_badly = outcome.isin([FAILED, UNKNOWN]) & ~in_doubt
+    if answered_badly.any():
+        rows = frame[answered_badly]
+        reason[answered_badly] = [
             _failure_reason(kind, http, code, message)
-            for kind, http, code, message in zip(
+            + (UNKNOWN_NOTE if fate == UNKNOWN else "")
+            + (STOPPED_NOTE if final is False else "")
+            for kind, http, code, message, fate, final in zip(
                 rows["error_kind"],
                 rows["http_status"],
                 rows["api_code"],
                 rows["api_message"],
+                outcome[answered_badly],
+                rows["final"],
                 strict=True,
             )
         ]
-    for original, fate in ((FAILED, "failed"), (NOT_SENT, "was not sent")):
+    reason[in_doubt] = IN_DOUBT_REASON
+    for original, fate in (
+        (FAILED, "failed"),
+        (UNKNOWN, "has an unknown outcome"),
+        (NOT_SENT, "was not sent"),
+    ):
         repeats = original_outcome == original
         reason[repeats] = reason[repeats] + f", which {fate}"
     reason[outcome == SUCCEEDED] = ""
@@ -208,9 +252,12 @@ def summarize(
         "finished_at": facts.finished_at,
         "duration_s": round(facts.duration_s, 3),
         "outcomes": counts,
-        "duplicates_of_failed_rows": int((results["_original_outcome"] == FAILED).sum()),
+        "duplicates_of_failed_rows": int(
+            results["_original_outcome"].isin([FAILED, UNKNOWN]).sum()
+        ),
         "by_status": _by_status(results),
         "success_rate": round(counted_succeeded / rows, 4) if rows else None,
+        "unknown_explained": UNKNOWN_EXPLAINED if counts[UNKNOWN] else None,
         "failures": _failure_groups(results[~results["_counts_as_succeeded"]]),
         "requests": {
             "total": requests,
@@ -221,6 +268,7 @@ def summarize(
         "latency_ms": _latency(sent["elapsed_ms"]),
         "aborted_because": facts.aborted_because,
         "interrupted": facts.interrupted,
+        "runs": facts.runs,
         "options": dict(facts.options),
     }
 
@@ -304,6 +352,8 @@ def render_summary_md(summary: Mapping[str, Any]) -> str:
         lines.append(f"- **Aborted**: {summary['aborted_because']}")
     if summary.get("interrupted"):
         lines.append("- **Interrupted** before every row was sent")
+    if summary.get("resume_command"):
+        lines.append(f"- To finish the run: `{summary['resume_command']}`")
     rate = summary["success_rate"]
     lines += [
         "",
@@ -315,6 +365,11 @@ def render_summary_md(summary: Mapping[str, Any]) -> str:
         f"| **total** | **{source['rows']}** |",
         "",
         f"Success rate: {rate:.1%}" if rate is not None else "Success rate: n/a (no rows)",
+        *(
+            [f"**{outcomes[UNKNOWN]} rows have an unknown outcome.** {UNKNOWN_EXPLAINED}"]
+            if outcomes.get(UNKNOWN)
+            else []
+        ),
         "",
         "## By requested status",
         "",

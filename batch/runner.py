@@ -1,24 +1,65 @@
 """Sending the valid rows: a pool of asyncio workers, retries with backoff, an outcome per row.
 
 The concurrency cap is the number of workers; the rate limit lives in the client, shared by
-all of them. Each row's outcome is handed to `record` the moment it is final, so the caller
-can put it on disk at once instead of holding a million results in memory.
+all of them. Each row's outcome is handed to `record` the moment it is known, and `intent`
+is called just before each request leaves, so the caller can journal both at once instead of
+holding a million results in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from batch.client import AUTH_FAILED_MESSAGE, Answer, IamportClient
 from batch.clock import Clock
 from batch.errors import AuthenticationError, TokenUnavailableError
-from batch.outcomes import AUTH, FAILED, SUCCEEDED, TRANSIENT_KINDS, RowOutcome
+from batch.outcomes import AUTH, FAILED, SUCCEEDED, TRANSIENT_KINDS, UNKNOWN, RowOutcome
 from batch.retry import BackoffPolicy
 
 # (spreadsheet row number, imp_uid, status code)
 Row = tuple[int, str, str]
+
+
+class StopSignal:
+    """A request to stop starting rows (Ctrl-C, SIGTERM...), safe to raise from a signal handler.
+
+    Rows in flight finish; rows waiting to retry give up their wait at once.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def bind(self) -> None:
+        """Attach to the running event loop, so that `stop` can wake sleepers."""
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        if self.reason is not None:
+            self._event.set()
+
+    async def sleep(self, clock: Clock, seconds: float) -> None:
+        """Sleep on `clock`, cut short by a stop."""
+        if self.reason is not None:
+            return
+        if self._event is None:
+            await clock.sleep(seconds)
+            return
+        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
 
 @dataclass
@@ -30,31 +71,7 @@ class SendReport:
     rate_limited: int = 0
     seconds: float = 0.0
     aborted_because: str | None = None
-
-
-async def send_rows(
-    rows: Iterable[Row],
-    client: IamportClient,
-    *,
-    concurrency: int,
-    max_attempts: int,
-    backoff: BackoffPolicy,
-    clock: Clock,
-    record: Callable[[RowOutcome], None],
-) -> SendReport:
-    """Send every row with at most `concurrency` in flight; call `record` with each outcome.
-
-    Stops taking new rows when authentication fails for good; rows never started are left
-    without an outcome (the reports call them not_sent).
-    """
-    sender = _Sender(client, max_attempts, backoff, clock, record)
-    started = clock.monotonic()
-    queue = iter(rows)
-    try:
-        await asyncio.gather(*(sender.work(queue) for _ in range(max(1, concurrency))))
-    finally:
-        sender.report.seconds = clock.monotonic() - started
-    return sender.report
+    stopped_because: str | None = None
 
 
 async def authenticate(
@@ -75,6 +92,38 @@ async def authenticate(
             await clock.sleep(backoff.delay(attempt))
 
 
+async def send_rows(
+    rows: Iterable[Row],
+    client: IamportClient,
+    *,
+    concurrency: int,
+    max_attempts: int,
+    backoff: BackoffPolicy,
+    clock: Clock,
+    record: Callable[[RowOutcome], None],
+    intent: Callable[[int, int], None] = lambda row, attempt: None,
+    stop: StopSignal | None = None,
+    resent: Collection[int] = (),
+) -> SendReport:
+    """Send every row with at most `concurrency` in flight; call `record` with each outcome.
+
+    Stops taking new rows when authentication fails for good or `stop` is raised; rows never
+    started get no outcome (the reports call them not_sent). `resent` names rows that an
+    earlier run sent without learning their fate; their outcomes are flagged.
+    """
+    stop = stop or StopSignal()
+    stop.bind()
+    sender = _Sender(client, max_attempts, backoff, clock, record, intent, stop, set(resent))
+    started = clock.monotonic()
+    queue = iter(rows)
+    try:
+        await asyncio.gather(*(sender.work(queue) for _ in range(max(1, concurrency))))
+    finally:
+        sender.report.seconds = clock.monotonic() - started
+        sender.report.stopped_because = stop.reason
+    return sender.report
+
+
 class _Sender:
     def __init__(
         self,
@@ -83,44 +132,73 @@ class _Sender:
         backoff: BackoffPolicy,
         clock: Clock,
         record: Callable[[RowOutcome], None],
+        intent: Callable[[int, int], None],
+        stop: StopSignal,
+        resent: set[int],
     ) -> None:
         self._client = client
         self._max_attempts = max(1, max_attempts)
         self._backoff = backoff
         self._clock = clock
         self._record = record
+        self._intent = intent
+        self._stop = stop
+        self._resent = resent
         self.report = SendReport()
+
+    def _stopping(self) -> bool:
+        return self.report.aborted_because is not None or self._stop.reason is not None
 
     async def work(self, queue: Iterator[Row]) -> None:
         # One shared iterator: asyncio runs one worker at a time between awaits, so next()
         # hands each row to exactly one worker.
         for row in queue:
-            if self.report.aborted_because is not None:
+            if self._stopping():
                 return
             await self._send(*row)
 
     async def _send(self, row: int, imp_uid: str, status: str) -> None:
         started = self._clock.monotonic()
         attempts = rate_limited = tries = 0
+        in_doubt = False  # a request may have landed, and nothing definitive came after it
+        final = True
         answer: Answer | None = None
+
+        def before_send() -> None:
+            nonlocal attempts
+            attempts += 1
+            self._intent(row, attempts)
+
         while True:
             tries += 1
             try:
-                answer = await self._client.change_status(imp_uid, status)
+                answer = await self._client.change_status(imp_uid, status, before_send)
             except AuthenticationError as error:
                 self.report.aborted_because = str(error)
-                if attempts:  # sent before, so its fate is no longer "not sent"
-                    answer = Answer(False, AUTH, 401, api_message=AUTH_FAILED_MESSAGE)
-                    break
-                return
-            attempts += answer.requests
+                if not attempts:
+                    return  # never sent: not_sent
+                answer = Answer(False, AUTH, 401, api_message=AUTH_FAILED_MESSAGE)
+                final = False
+                break
             rate_limited += answer.http_status == 429
+            if answer.maybe_applied:
+                in_doubt = True
+            elif answer.succeeded or not answer.retryable:
+                in_doubt = False  # the server answered for good
             if answer.succeeded or not answer.retryable or tries >= self._max_attempts:
                 break
-            if self.report.aborted_because is not None:
+            if self._stopping():
+                final = False  # retries left: a resume sends it again
                 break
-            await self._clock.sleep(self._backoff.delay(tries, answer.retry_after))
+            await self._stop.sleep(self._clock, self._backoff.delay(tries, answer.retry_after))
+            if self._stopping():
+                final = False
+                break
 
+        if answer.succeeded:
+            outcome = SUCCEEDED
+        else:
+            outcome = UNKNOWN if in_doubt else FAILED
         self.report.rows_finished += 1
         self.report.requests += attempts
         self.report.rate_limited += rate_limited
@@ -129,7 +207,7 @@ class _Sender:
                 row=row,
                 imp_uid=imp_uid,
                 status=status,
-                outcome=SUCCEEDED if answer.succeeded else FAILED,
+                outcome=outcome,
                 error_kind=answer.error_kind,
                 http_status=answer.http_status,
                 api_code=answer.api_code,
@@ -139,5 +217,7 @@ class _Sender:
                 rate_limited=rate_limited,
                 elapsed_ms=round((self._clock.monotonic() - started) * 1000, 1),
                 finished_at=self._clock.now().isoformat(timespec="milliseconds"),
+                final=final,
+                resent=row in self._resent,
             )
         )

@@ -105,6 +105,7 @@ def test_sample_with_errors_explains_every_failure(tmp_path):
     assert summary["outcomes"] == {
         "succeeded": 6,
         "failed": 2,
+        "unknown": 0,
         "invalid": 8,
         "duplicate": 1,
         "not_sent": 0,

@@ -31,6 +31,7 @@ RESULT_TAIL = [
     "api_message",
     "applied_status",
     "attempts",
+    "resent",
     "elapsed_ms",
     "finished_at",
     "reason",
@@ -134,6 +135,7 @@ def test_summary_totals_add_up(run_dir):
     assert summary["outcomes"] == {
         "succeeded": 1,
         "failed": 3,
+        "unknown": 0,
         "invalid": 2,
         "duplicate": 1,
         "not_sent": 0,

@@ -8,10 +8,10 @@ from conftest import API_URL, SECRET, FakeIamport, envelope, success
 from batch.client import Credentials, IamportClient, open_http_client
 from batch.ratelimit import RateLimiter
 from batch.retry import BackoffPolicy
-from batch.runner import send_rows
+from batch.runner import StopSignal, send_rows
 
 
-def send(iamport: FakeIamport, clock, rows, *, concurrency=4, max_attempts=5, rate=0):
+def send(iamport: FakeIamport, clock, rows, *, concurrency=4, max_attempts=5, rate=0, **extra):
     """Run send_rows against the fake; return (outcomes by row, SendReport)."""
     outcomes = {}
 
@@ -30,6 +30,7 @@ def send(iamport: FakeIamport, clock, rows, *, concurrency=4, max_attempts=5, ra
                 backoff=BackoffPolicy(rng=random.Random(1)),
                 clock=clock,
                 record=lambda outcome: outcomes.__setitem__(outcome.row, outcome),
+                **extra,
             )
 
     report = asyncio.run(go())
@@ -119,55 +120,74 @@ def test_retries_stop_at_max_attempts(iamport, clock):
 
 
 @pytest.mark.parametrize(
-    ("error", "kind"),
+    ("error", "kind", "outcome"),
     [
-        (httpx.ReadTimeout("slow"), "timeout"),
-        (httpx.ConnectError("refused"), "network"),
-        (httpx.RemoteProtocolError("dropped"), "network"),
+        # the request left and no answer came: it may have landed
+        (httpx.ReadTimeout("slow"), "timeout", "unknown"),
+        (httpx.RemoteProtocolError("dropped"), "network", "unknown"),
+        # it never reached the server
+        (httpx.ConnectError("refused"), "network", "failed"),
+        (httpx.ConnectTimeout("slow"), "timeout", "failed"),
     ],
 )
-def test_transport_errors_are_retried_and_named(iamport, clock, error, kind):
+def test_transport_errors_are_retried_and_named(iamport, clock, error, kind, outcome):
     iamport.script["imp_1"] = [error]
     outcomes, _ = send(iamport, clock, rows_for("imp_1"), max_attempts=2)
     assert (outcomes[2].outcome, outcomes[2].error_kind, outcomes[2].attempts) == (
-        "failed",
+        outcome,
         kind,
         2,
     )
 
 
-def test_authentication_failure_mid_run_stops_new_rows(clock):
-    iamport = FakeIamport(lifetime=100)  # refreshed after 50 s
+def test_a_definitive_answer_after_a_timeout_settles_the_doubt(iamport, clock):
+    iamport.script["imp_1"] = [httpx.ReadTimeout("slow"), envelope(404, -1, "없음")]
+    iamport.script["imp_2"] = [httpx.ReadTimeout("slow"), envelope(503, -1, "busy")]
+    outcomes, _ = send(iamport, clock, rows_for("imp_1", "imp_2"), max_attempts=2)
+    assert (outcomes[2].outcome, outcomes[2].error_kind) == ("failed", "not_found")
+    # a 503 is no definitive answer: the first request may still have landed
+    assert (outcomes[3].outcome, outcomes[3].error_kind) == ("unknown", "server_error")
 
-    # imp_2's first request fails with a 503 and lets the token go stale; the refresh before
-    # its retry is refused.
-    def stale_then_503(request):
-        clock.advance(60)
+
+def test_every_request_is_announced_before_it_leaves(iamport, clock):
+    iamport.script["imp_1"] = [envelope(503, -1, "busy"), success("DELIVERY_START")]
+    intents = []
+
+    def intent(row, attempt):
+        intents.append((row, attempt, len(iamport.status_requests)))
+
+    outcomes, _ = send(
+        iamport, clock, rows_for("imp_1", "imp_2"), concurrency=1, intent=intent, resent={3}
+    )
+    # each intent is written when the requests before it have been made, not after its own
+    assert intents == [(2, 1, 0), (2, 2, 1), (3, 1, 2)]
+    assert outcomes[2].resent is False and outcomes[3].resent is True
+
+
+def test_a_stop_lets_rows_in_flight_finish_and_starts_no_more(iamport, clock):
+    stop = StopSignal()
+
+    def stop_during_request(request):
+        stop.stop("SIGTERM received")
+        return success("DELIVERY_START")
+
+    iamport.script["imp_2"] = [stop_during_request]
+    rows = rows_for("imp_1", "imp_2", "imp_3", "imp_4")
+    outcomes, report = send(iamport, clock, rows, concurrency=1, stop=stop)
+    assert report.stopped_because == "SIGTERM received"
+    assert sorted(outcomes) == [2, 3]  # the row in flight finished; no new row started
+    assert outcomes[3].outcome == "succeeded"
+
+
+def test_a_stop_during_backoff_ends_the_row_as_not_final(iamport, clock):
+    stop = StopSignal()
+
+    def busy_then_stop(request):
+        stop.stop("SIGINT received")
         return envelope(503, -1, "busy")
 
-    iamport.script["imp_2"] = [stale_then_503]
-    rows = rows_for(*(f"imp_{n}" for n in range(1, 11)))
-
-    original = iamport.handler
-
-    def handler(request):
-        if request.url.path == "/users/getToken" and iamport.tokens_issued >= 1:
-            iamport.token_requests.append(request)
-            return envelope(401, -1, "Unauthorized")
-        return original(request)
-
-    iamport.handler = handler
-    outcomes, report = send(iamport, clock, rows, concurrency=1)
-    assert report.aborted_because == "authentication failed: check IMP_KEY and IMP_SECRET"
-    # imp_1 went through; imp_2 was sent once (503) and could not be retried: it was sent, so
-    # it is failed (auth), not not_sent; nothing after it was started.
-    assert outcomes[2].outcome == "succeeded"
-    assert outcomes[3].outcome == "failed" and outcomes[3].error_kind == "auth"
-    assert sorted(outcomes) == [2, 3]
-    assert iamport.sent_imp_uids() == ["imp_1", "imp_2"]
-
-
-def test_rate_limit_spaces_every_request(iamport, clock):
-    send(iamport, clock, rows_for(*(f"imp_{n}" for n in range(1, 21))), concurrency=1, rate=10)
-    # 1 token request + 20 status requests, 0.1 s apart on the fake clock
-    assert clock.t == pytest.approx(2.0, abs=1e-9)
+    iamport.script["imp_1"] = [busy_then_stop]
+    outcomes, _ = send(iamport, clock, rows_for("imp_1", "imp_2"), concurrency=1, stop=stop)
+    assert outcomes[2].outcome == "failed" and outcomes[2].final is False
+    assert outcomes[2].attempts == 1  # no retry after the stop
+    assert 3 not in outcomes
