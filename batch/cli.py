@@ -453,9 +453,7 @@ def _show_invalid_rows(plan: Plan) -> None:
 def _confirm(plan: Plan, yes: bool) -> None:
     """Ask before changing orders anywhere but this machine, unless --yes."""
     config = plan.config
-    if config.dry_run or yes or not plan.rows_to_send or config.uses_sandbox:
-        return
-    if is_loopback(config.api_url or ""):
+    if yes or not plan.rows_to_send or not config.changes_real_orders:
         return
     counts = ", ".join(f"{n} {s}" for s, n in plan.validation.status_counts().items() if n)
     if not sys.stdin.isatty():

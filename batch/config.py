@@ -62,6 +62,11 @@ class RunConfig:
         return self.api_url is None and not self.dry_run
 
     @property
+    def changes_real_orders(self) -> bool:
+        """Orders elsewhere than on this machine (the sandbox, a local server) may change."""
+        return not self.dry_run and self.api_url is not None and not is_loopback(self.api_url)
+
+    @property
     def target(self) -> str:
         if self.api_url:
             return self.api_url

@@ -119,8 +119,8 @@ def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
                 "Choose another --out."
             )
         check_same_input(previous, orders, out_dir)
-    elif not (config.dry_run or config.force):
-        earlier = find_complete_run(out_dir.parent, orders.sha256, exclude=out_dir)
+    elif not (config.dry_run or config.force) and config.changes_real_orders:
+        earlier = find_complete_run(out_dir.parent, orders.sha256, config.target, exclude=out_dir)
         if earlier is not None:
             raise DoubleSubmissionError(
                 f"{orders.path} was already sent in full by the run in {earlier} (same "

@@ -32,6 +32,10 @@ class JournalError(ValueError):
     """The journal cannot be read as one: no header, or a line in the middle is not JSON."""
 
 
+class EmptyJournalError(JournalError):
+    """Not even the header is complete: the run died before it could send anything."""
+
+
 class Journal:
     """Appends records to `path`; use as a context manager so the file is always closed."""
 
@@ -119,21 +123,19 @@ class JournalContents:
 def read_journal(path: Path) -> JournalContents:
     """Read a journal, tolerating a last line torn by a crash in the middle of a write."""
     try:
-        with path.open(encoding="utf-8") as file:
-            lines = file.read().split("\n")
+        lines = path.read_bytes().split(b"\n")
     except OSError as error:
         raise JournalError(f"{path} cannot be read: {error.strerror}.") from None
-    except UnicodeDecodeError:
-        raise JournalError(f"{path} is not a payco-batch journal (not UTF-8 text).") from None
 
-    # A complete file ends with "\n", so the last piece is "". Anything else there is a
-    # record whose write was cut short: it never happened.
-    torn = lines.pop() != ""
+    # A complete file ends with "\n", so the last piece is empty. Anything else there is a
+    # record whose write was cut short (maybe inside a multi-byte character): it never
+    # happened. Lines are decoded one by one, after that piece is set aside.
+    torn = lines.pop() != b""
     contents: JournalContents | None = None
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
             raise JournalError(f"{path} line {number} is not a journal record.") from None
         kind = record.get("type") if isinstance(record, dict) else None
         if contents is None:
@@ -149,6 +151,6 @@ def read_journal(path: Path) -> JournalContents:
         elif kind == "resume":
             contents.runs += 1
     if contents is None:
-        raise JournalError(f"{path} is empty: the run wrote nothing.")
+        raise EmptyJournalError(f"{path} is empty: the run stopped before it sent anything.")
     contents.torn_tail = torn
     return contents

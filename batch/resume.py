@@ -16,7 +16,13 @@ import pandas as pd
 
 from batch.errors import InputError, OutputFolderError, PaycoBatchError
 from batch.inputs import OrdersFile
-from batch.journal import JOURNAL_NAME, JournalContents, JournalError, read_journal
+from batch.journal import (
+    JOURNAL_NAME,
+    EmptyJournalError,
+    JournalContents,
+    JournalError,
+    read_journal,
+)
 from batch.outcomes import FAILED, TRANSIENT_KINDS, UNKNOWN
 
 
@@ -42,6 +48,10 @@ def open_previous_run(out_dir: Path) -> JournalContents | None:
         return None
     try:
         return read_journal(journal)
+    except EmptyJournalError:
+        # The run died before its header was complete, so before any request: it can
+        # simply start again in the same folder (the torn header is cut off on opening).
+        return None
     except JournalError as error:
         raise OutputFolderError(f"cannot resume: {error}") from None
 
@@ -70,7 +80,11 @@ def rows_to_send(
         and not (retry_failed and _worth_retrying(record))
     }
     remaining = to_send[~to_send.index.isin(list(done))]
-    resent = previous.in_doubt & set(remaining.index.tolist())
+    # Sent before with no definitive answer: the earlier request may have landed.
+    maybe_landed = previous.in_doubt | {
+        row for row, record in previous.outcomes.items() if record["outcome"] == UNKNOWN
+    }
+    resent = maybe_landed & set(remaining.index.tolist())
     return remaining, resent
 
 
@@ -80,8 +94,8 @@ def _worth_retrying(record: dict) -> bool:
     )
 
 
-def find_complete_run(reports_root: Path, sha256: str, exclude: Path) -> Path | None:
-    """An earlier run folder under `reports_root` that sent this input with every row succeeded."""
+def find_complete_run(reports_root: Path, sha256: str, target: str, exclude: Path) -> Path | None:
+    """An earlier run folder under `reports_root` that sent this input to `target` in full."""
     if not reports_root.is_dir():
         return None
     for summary_path in sorted(reports_root.glob("*/summary.json")):
@@ -91,8 +105,11 @@ def find_complete_run(reports_root: Path, sha256: str, exclude: Path) -> Path | 
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if not isinstance(summary, dict) or not isinstance(summary.get("input"), dict):
+            continue  # not a summary this tool wrote
         if (
-            summary.get("input", {}).get("sha256") == sha256
+            summary["input"].get("sha256") == sha256
+            and summary.get("target") == target
             and not summary.get("dry_run")
             and summary.get("exit_code") == 0
         ):
@@ -104,6 +121,9 @@ def input_of(run_folder: Path) -> tuple[Path, dict]:
     """The input file and the options a run folder's journal was started with."""
     previous = open_previous_run(run_folder)
     if previous is None:
-        raise OutputFolderError(f"{run_folder} holds no payco-batch run (no {JOURNAL_NAME}).")
+        raise OutputFolderError(
+            f"{run_folder} holds no payco-batch run that sent anything; start it with "
+            f"payco-batch run INPUT --out {run_folder}."
+        )
     header = previous.header
     return Path(header["input"]), dict(header.get("options") or {})

@@ -124,6 +124,10 @@ async def send_rows(
     return sender.report
 
 
+class _NotSent(Exception):
+    """A row given up before its first request left: it stays not_sent."""
+
+
 class _Sender:
     def __init__(
         self,
@@ -166,6 +170,9 @@ class _Sender:
 
         def before_send() -> None:
             nonlocal attempts
+            if not attempts and self._stopping():
+                # Stopped while this row waited for its rate-limit slot: it never left.
+                raise _NotSent
             attempts += 1
             self._intent(row, attempts)
 
@@ -173,6 +180,8 @@ class _Sender:
             tries += 1
             try:
                 answer = await self._client.change_status(imp_uid, status, before_send)
+            except _NotSent:
+                return
             except AuthenticationError as error:
                 self.report.aborted_because = str(error)
                 if not attempts:
