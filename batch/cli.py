@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,6 +41,7 @@ from batch.job import Plan, RunResult, execute, prepare
 from batch.outcomes import SUCCEEDED, RowOutcome
 from batch.resume import DoubleSubmissionError, input_of
 from batch.runner import StopSignal
+from batch.safeguards import ErrorBudgetSpec, parse_deadline, parse_duration
 from batch.sandbox import DEFAULT_HOST, DEFAULT_PORT
 from batch.sandbox.tokens import DEFAULT_TOKEN_TTL
 
@@ -94,6 +96,20 @@ def _session_options(command: Callable) -> Callable:
                 is_flag=True,
                 help="When continuing a run, also resend rows that failed for a passing reason "
                 "(server_error, timeout, network, rate_limited) or whose outcome is unknown.",
+            ),
+            click.option(
+                "--max-errors",
+                metavar="N|N%",
+                help="Stop after more than N server_error/timeout/network errors, or when more "
+                "than N% of the last 100 requests had one. [default: 50%]",
+            ),
+            click.option(
+                "--deadline", metavar="HH:MM", help="Stop starting rows at this local time."
+            ),
+            click.option(
+                "--deadline-in",
+                metavar="DURATION",
+                help="Stop starting rows after this long, e.g. 45m or 1h30m.",
             ),
             click.option(
                 "--yes", "-y", is_flag=True, help="Do not ask before changing real orders."
@@ -188,6 +204,9 @@ def run(
     dry_run: bool,
     force: bool,
     retry_failed: bool,
+    max_errors: str | None,
+    deadline: str | None,
+    deadline_in: str | None,
     yes: bool,
     no_progress: bool,
     as_json: bool,
@@ -223,6 +242,7 @@ def run(
         dry_run=dry_run,
         retry_failed=retry_failed,
         force=force,
+        **_safeguards(max_errors, deadline, deadline_in),
     )
     _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
 
@@ -237,6 +257,9 @@ def resume(
     imp_secret: str | None,
     tier_code: str | None,
     retry_failed: bool,
+    max_errors: str | None,
+    deadline: str | None,
+    deadline_in: str | None,
     yes: bool,
     no_progress: bool,
     as_json: bool,
@@ -269,6 +292,7 @@ def resume(
         encoding=options.get("encoding"),
         strict=options.get("strict", False),
         retry_failed=retry_failed,
+        **_safeguards(max_errors, deadline, deadline_in),
     )
     _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
 
@@ -340,6 +364,22 @@ def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _safeguards(max_errors: str | None, deadline: str | None, deadline_in: str | None) -> dict:
+    """--max-errors, --deadline and --deadline-in, checked, as RunConfig fields."""
+    try:
+        if deadline and deadline_in:
+            raise ConfigError("give --deadline or --deadline-in, not both.")
+        now = datetime.now().astimezone()
+        at = None
+        if deadline:
+            at = parse_deadline(deadline, now)
+        elif deadline_in:
+            at = now + parse_duration(deadline_in)
+        return {"max_errors": ErrorBudgetSpec.parse(max_errors), "deadline": at}
+    except ConfigError as error:
+        _fail(error)
 
 
 def _credentials(imp_key: str | None, imp_secret: str | None) -> Credentials | None:

@@ -44,6 +44,9 @@ CONNECT_TIMEOUT = 10.0
 # on the way; tokens that live less than twice this are refreshed at half their life.
 TOKEN_REFRESH_MARGIN = 60.0
 
+# Answers that mean "too fast": the run slows down.
+THROTTLE_STATUSES = frozenset({429, 503})
+
 AUTH_FAILED_MESSAGE = "authentication failed: check IMP_KEY and IMP_SECRET"
 
 
@@ -185,7 +188,15 @@ class IamportClient:
         await self._limiter.acquire()
         if before_send is not None:
             before_send()
-        return await self._http.post(path, **kwargs)
+        response = await self._http.post(path, **kwargs)
+        # Tell the limiter how the server takes our pace: it slows the whole run down on a
+        # 429 or 503 and speeds up again after a streak of other answers.
+        if response.status_code in THROTTLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
+            self._limiter.throttled(retry_after)
+        else:
+            self._limiter.succeeded()
+        return response
 
 
 class _TokenCache:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from batch.client import Credentials
 from batch.errors import ConfigError
+from batch.safeguards import ErrorBudgetSpec
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RATE = 20.0
@@ -34,6 +36,8 @@ class RunConfig:
     dry_run: bool = False
     retry_failed: bool = False  # on resume, also resend rows that failed for a passing reason
     force: bool = False  # send even if an earlier run already succeeded with this input
+    max_errors: ErrorBudgetSpec = ErrorBudgetSpec()
+    deadline: datetime | None = None  # stop starting rows at this local time
 
     def check(self) -> None:
         """Raise ConfigError unless these options make a runnable job."""
@@ -87,6 +91,8 @@ class RunConfig:
             "dry_run": self.dry_run,
             "retry_failed": self.retry_failed,
             "force": self.force,
+            "max_errors": self.max_errors.describe(),
+            "deadline": self.deadline.isoformat(timespec="minutes") if self.deadline else None,
         }
 
 

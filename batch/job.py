@@ -54,6 +54,7 @@ from batch.resume import (
 )
 from batch.retry import BackoffPolicy
 from batch.runner import SendReport, StopSignal, authenticate, send_rows
+from batch.safeguards import ErrorBudget
 from batch.sandbox.api import SANDBOX_KEY, SANDBOX_SECRET
 from batch.validation import INVALID, Validation, validate_orders
 
@@ -195,7 +196,11 @@ def execute(
                 )
             except KeyboardInterrupt:
                 interrupted = True
-        interrupted = interrupted or send_report.stopped_because is not None
+        if send_report.stopped_because is not None:
+            if stop.aborting:
+                send_report.aborted_because = send_report.stopped_because
+            else:
+                interrupted = True
 
     contents = read_journal(journal_path)
     if config.dry_run:
@@ -217,6 +222,8 @@ def execute(
         aborted_because=send_report.aborted_because,
         interrupted=interrupted,
         runs=contents.runs,
+        rate_cuts=send_report.rate_cuts,
+        lowest_rate=send_report.lowest_rate,
     )
     summary = summarize(plan.orders, plan.validation, results, facts)
     exit_code = exit_code_for(
@@ -303,7 +310,10 @@ async def _send(
             to_send["status"].tolist(),
             strict=True,
         )
-        return await send_rows(
+        deadline_in = None
+        if config.deadline is not None:
+            deadline_in = max(0.0, (config.deadline - clock.now()).total_seconds())
+        report = await send_rows(
             rows,
             client,
             concurrency=config.concurrency,
@@ -314,7 +324,12 @@ async def _send(
             intent=journal.intent,
             stop=stop,
             resent=plan.resent,
+            budget=ErrorBudget(config.max_errors),
+            deadline_in=deadline_in,
+            deadline_label=f"{config.deadline:%H:%M}" if config.deadline else "",
         )
+        report.rate_cuts, report.lowest_rate = limiter.cuts, limiter.lowest_rate
+        return report
 
 
 def _default_out_dir(input_path: Path, clock: Clock) -> Path:

@@ -1,8 +1,32 @@
-"""The global request-rate limit shared by every worker, retries and token requests included."""
+"""The global request-rate limit shared by every worker, retries and token requests included.
+
+It adapts to the server: a 429 or 503 pauses every worker for the server's Retry-After, if
+it gave one, and cuts the rate (multiplicative decrease); a streak of other answers raises it
+again by a small step (additive increase), never above the configured --rate.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import deque
+
 from batch.clock import Clock
+
+# After a throttle, the new rate is this share of the requests the server answered in the
+# last second (or of the current rate, if lower): just under the limit it showed.
+DECREASE = 0.9
+# One cut keeps at least this share of the rate in force.
+MAX_CUT = 0.5
+# Climb back by this many requests per second...
+INCREASE = 0.5
+# ...after this many seconds' worth of successes in a row at the current rate. Slow on
+# purpose: every throttle costs a whole Retry-After pause, so probing the limit too often
+# loses more than it gains.
+STREAK_SECONDS = 2.0
+# The rate is cut at most once per Retry-After period, or per this long without one.
+CUT_PERIOD = 1.0
+# Never slow below this, whatever the server says.
+MIN_RATE = 0.5
 
 
 class RateLimiter:
@@ -12,28 +36,95 @@ class RateLimiter:
     slot. Slots are spaced exactly one interval apart from the previous *reservation*, not
     from when the previous caller woke up, so a late wake-up is not carried forward into
     every later slot. With slots one interval apart, no 1-second window holds more than
-    rate + 1 of them. A rate of 0 or None means no limit.
+    rate + 1 of them. A rate of 0 or None means no limit until the server throttles.
     """
 
     def __init__(self, rate: float | None, clock: Clock) -> None:
         if rate is not None and rate < 0:
             raise ValueError("rate must be positive, or 0 for no limit")
-        self._interval = 1.0 / rate if rate else 0.0
         self._clock = clock
+        self._ceiling = rate or math.inf
+        self._rate = rate or math.inf  # the rate in force now
         self._next_slot: float | None = None
+        self._paused_until = -math.inf
+        self._cut_allowed_from = -math.inf
+        self._streak = 0
+        self._answers: deque[float] = deque()  # when requests were answered, last second
+        self._answers_total = 0
+        self._first_answer_at: float | None = None
+        self.cuts = 0
+        self.lowest_rate: float | None = None
 
     @property
-    def limited(self) -> bool:
-        return self._interval > 0
+    def rate(self) -> float | None:
+        """Requests per second in force now; None when unlimited."""
+        return None if math.isinf(self._rate) else self._rate
 
     async def acquire(self) -> None:
         """Wait for this caller's slot."""
-        if not self._interval:
-            return
+        while True:
+            now = self._clock.monotonic()
+            start = max(now, self._paused_until)
+            if math.isinf(self._rate):
+                slot = start
+            else:
+                # An idle limiter does not bank unused slots: after a pause the next request
+                # goes at once, and the ones after it one interval apart again.
+                slot = start if self._next_slot is None else max(self._next_slot, start)
+                self._next_slot = slot + 1.0 / self._rate
+            if slot > now:
+                await self._clock.sleep(slot - now)
+            # A pause that began while this caller slept (another worker's 429) holds it too:
+            # it queues again behind the pause rather than sending into it.
+            if self._paused_until <= self._clock.monotonic():
+                return
+
+    def throttled(self, retry_after: float | None) -> None:
+        """The server said slow down (429 or 503): pause everyone, and cut the rate once.
+
+        Many workers see the same episode's 429s; the rate is cut at most once per
+        Retry-After period, not once per 429.
+        """
         now = self._clock.monotonic()
-        # An idle limiter does not bank unused slots: after a pause the next request goes at
-        # once, and the ones after it one interval apart again.
-        slot = now if self._next_slot is None else max(self._next_slot, now)
-        self._next_slot = slot + self._interval
-        if slot > now:
-            await self._clock.sleep(slot - now)
+        answered = self._answered(now)
+        if retry_after is not None and now + retry_after > self._paused_until:
+            self._paused_until = now + retry_after
+            self._next_slot = None  # slots reserved before the pause are void
+        self._streak = 0
+        if now < self._cut_allowed_from:
+            return
+        if math.isinf(self._rate):
+            # No rate yet: start from what the server has been answering. Early in a run the
+            # last second holds only a few answers, so the pace since the first one counts too.
+            first = now if self._first_answer_at is None else self._first_answer_at
+            elapsed = max(now - first, 0.05)
+            cut = max(answered, self._answers_total / elapsed) * DECREASE
+        else:
+            # A nearly empty window (the run just started, or just paused) says little about
+            # the server's limit: never more than halve a known rate in one cut.
+            cut = max(min(self._rate, answered) * DECREASE, self._rate * MAX_CUT)
+        self._rate = max(MIN_RATE, cut)
+        self._cut_allowed_from = now + max(retry_after or 0.0, CUT_PERIOD)
+        self.cuts += 1
+        self.lowest_rate = min(self.lowest_rate or math.inf, self._rate)
+
+    def succeeded(self) -> None:
+        """A request was answered without throttling: count towards raising the rate."""
+        self._answered(self._clock.monotonic())
+        if self._rate >= self._ceiling:
+            return
+        self._streak += 1
+        if self._streak >= max(1.0, self._rate * STREAK_SECONDS):
+            self._rate = min(self._ceiling, self._rate + INCREASE)
+            self._streak = 0
+
+    def _answered(self, now: float) -> int:
+        """Note an answer; return how many came in the last second, this one included."""
+        self._answers_total += 1
+        if self._first_answer_at is None:
+            self._first_answer_at = now
+        answers = self._answers
+        answers.append(now)
+        while answers[0] <= now - 1.0:
+            answers.popleft()
+        return len(answers)

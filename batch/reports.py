@@ -105,6 +105,8 @@ class RunFacts:
     aborted_because: str | None = None
     interrupted: bool = False
     runs: int = 1  # this run and the runs it resumed
+    rate_cuts: int = 0  # times the server's 429/503 made the run slow down
+    lowest_rate: float | None = None
 
 
 def build_results(
@@ -264,6 +266,8 @@ def summarize(
             "retries": requests - len(sent),
             "http_429": int(results["rate_limited"].sum()),
             "per_second": round(requests / facts.sending_s, 2) if facts.sending_s > 0 else None,
+            "slowed_down": facts.rate_cuts,
+            "lowest_rate": round(facts.lowest_rate, 2) if facts.lowest_rate else None,
         },
         "latency_ms": _latency(sent["elapsed_ms"]),
         "aborted_because": facts.aborted_because,
@@ -400,6 +404,14 @@ def render_summary_md(summary: Mapping[str, Any]) -> str:
         f"- Requests: {requests['total']} (retries {requests['retries']}, "
         f"HTTP 429 {requests['http_429']})",
         f"- Achieved rate: {_or_na(requests['per_second'])} requests/s",
+        *(
+            [
+                f"- Slowed down {requests['slowed_down']} times on the server's 429/503 "
+                f"(lowest rate {requests['lowest_rate']} requests/s)"
+            ]
+            if requests.get("slowed_down")
+            else []
+        ),
         "- Row latency (first request to final answer, ms): "
         + ", ".join(f"{name} {_or_na(value)}" for name, value in latency.items()),
         "",

@@ -17,6 +17,7 @@ from batch.clock import Clock
 from batch.errors import AuthenticationError, TokenUnavailableError
 from batch.outcomes import AUTH, FAILED, SUCCEEDED, TRANSIENT_KINDS, UNKNOWN, RowOutcome
 from batch.retry import BackoffPolicy
+from batch.safeguards import ErrorBudget
 
 # (spreadsheet row number, imp_uid, status code)
 Row = tuple[int, str, str]
@@ -30,12 +31,14 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.aborting = False  # stopped by a safeguard (exit 3), not by the operator (130)
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, abort: bool = False) -> None:
         if self.reason is None:
             self.reason = reason
+            self.aborting = abort
         if self._loop is not None and self._event is not None:
             self._loop.call_soon_threadsafe(self._event.set)
 
@@ -72,6 +75,8 @@ class SendReport:
     seconds: float = 0.0
     aborted_because: str | None = None
     stopped_because: str | None = None
+    rate_cuts: int = 0
+    lowest_rate: float | None = None
 
 
 async def authenticate(
@@ -104,24 +109,42 @@ async def send_rows(
     intent: Callable[[int, int], None] = lambda row, attempt: None,
     stop: StopSignal | None = None,
     resent: Collection[int] = (),
+    budget: ErrorBudget | None = None,
+    deadline_in: float | None = None,
+    deadline_label: str = "",
 ) -> SendReport:
     """Send every row with at most `concurrency` in flight; call `record` with each outcome.
 
     Stops taking new rows when authentication fails for good or `stop` is raised; rows never
     started get no outcome (the reports call them not_sent). `resent` names rows that an
-    earlier run sent without learning their fate; their outcomes are flagged.
+    earlier run sent without learning their fate; their outcomes are flagged. `budget` and
+    `deadline_in` (seconds from now) stop the run as a safeguard: `stop.aborting` is then set.
     """
     stop = stop or StopSignal()
     stop.bind()
-    sender = _Sender(client, max_attempts, backoff, clock, record, intent, stop, set(resent))
+    sender = _Sender(
+        client, max_attempts, backoff, clock, record, intent, stop, set(resent), budget
+    )
     started = clock.monotonic()
     queue = iter(rows)
+    watch = None
+    if deadline_in is not None:
+        watch = asyncio.ensure_future(_stop_at_deadline(stop, clock, deadline_in, deadline_label))
     try:
         await asyncio.gather(*(sender.work(queue) for _ in range(max(1, concurrency))))
     finally:
+        if watch is not None:
+            watch.cancel()
         sender.report.seconds = clock.monotonic() - started
         sender.report.stopped_because = stop.reason
     return sender.report
+
+
+async def _stop_at_deadline(stop: StopSignal, clock: Clock, seconds: float, label: str) -> None:
+    await clock.sleep(seconds)
+    stop.stop(
+        f"the deadline {label} was reached" if label else "the deadline was reached", abort=True
+    )
 
 
 class _NotSent(Exception):
@@ -139,6 +162,7 @@ class _Sender:
         intent: Callable[[int, int], None],
         stop: StopSignal,
         resent: set[int],
+        budget: ErrorBudget | None,
     ) -> None:
         self._client = client
         self._max_attempts = max(1, max_attempts)
@@ -148,6 +172,7 @@ class _Sender:
         self._intent = intent
         self._stop = stop
         self._resent = resent
+        self._budget = budget
         self.report = SendReport()
 
     def _stopping(self) -> bool:
@@ -190,6 +215,10 @@ class _Sender:
                 final = False
                 break
             rate_limited += answer.http_status == 429
+            if self._budget is not None:
+                spent = self._budget.record(answer.error_kind)
+                if spent is not None:
+                    self._stop.stop(spent, abort=True)
             if answer.maybe_applied:
                 in_doubt = True
             elif answer.succeeded or not answer.retryable:

@@ -170,3 +170,53 @@ def test_token_that_expires_mid_run_is_renewed(tmp_path):
     assert set(results["outcome"]) == {"succeeded"}
     assert stats["tokens_issued"] >= 2
     assert_audit_agrees(results, orders)
+
+
+def test_the_run_slows_down_to_what_a_throttling_server_allows(tmp_path):
+    input_path = paid_orders(tmp_path, 300)
+    with sandbox(throttle=30) as server:
+        result, results, summary = run(
+            server, input_path, tmp_path / "o", "--rate", "100", "--concurrency", "8"
+        )
+        stats, orders = audit(server)
+    assert result.exit_code == 0, result.output
+    assert set(results["outcome"]) == {"succeeded"}
+    requests = summary["requests"]
+    assert requests["http_429"] < 0.05 * requests["total"]
+    # successes per second of sending: at least 80% of the 30 the server allows
+    successes_per_second = requests["per_second"] * 300 / requests["total"]
+    assert successes_per_second >= 0.8 * 30
+    assert requests["slowed_down"] >= 1
+    assert_audit_agrees(results, orders)
+
+
+def test_the_error_budget_stops_a_run_against_a_failing_server(tmp_path):
+    input_path = paid_orders(tmp_path, 400)
+    with sandbox(error_rate=0.9, seed=2) as server:
+        result, results, summary = run(
+            server, input_path, tmp_path / "o", "--rate", "0", "--max-attempts", "2"
+        )
+        _, orders = audit(server)
+    assert result.exit_code == 3
+    assert "payco-batch: aborted: the error budget is spent" in result.stderr
+    assert f"payco-batch resume {tmp_path / 'o'}" in result.stderr
+    assert summary["aborted_because"].startswith("the error budget is spent")
+    counts = summary["outcomes"]
+    assert counts["not_sent"] > 200  # stopped early, not after trying every row
+    assert sum(counts.values()) == 400
+    assert_audit_agrees(results, orders)
+
+
+def test_the_deadline_stops_starting_rows(tmp_path):
+    input_path = paid_orders(tmp_path, 200)
+    with sandbox() as server:
+        result, results, summary = run(
+            server, input_path, tmp_path / "o", "--rate", "20", "--deadline-in", "1s"
+        )
+        _, orders = audit(server)
+    assert result.exit_code == 3
+    assert "payco-batch: aborted: the deadline" in result.stderr
+    assert "payco-batch resume" in result.stderr
+    counts = summary["outcomes"]
+    assert 0 < counts["succeeded"] < 200 and counts["not_sent"] == 200 - counts["succeeded"]
+    assert_audit_agrees(results, orders)

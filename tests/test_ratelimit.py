@@ -102,11 +102,11 @@ def test_no_rate_never_sleeps(rate):
 
     asyncio.run(main())
     assert clock.sleeps == []
-    assert limiter.limited is False
+    assert limiter.rate is None
 
 
 def test_a_positive_rate_is_limited():
-    assert RateLimiter(5, WakeClock()).limited is True
+    assert RateLimiter(5, WakeClock()).rate == 5
 
 
 @pytest.mark.parametrize("rate", [-1, -0.5])
@@ -160,3 +160,103 @@ def test_caller_arriving_after_its_slot_goes_at_once_and_next_waits_one_interval
         return clock.sleeps
 
     assert asyncio.run(main()) == pytest.approx([0.1])
+
+
+# --- adapting to the server ------------------------------------------------------------------
+
+
+def acquire_times(limiter: RateLimiter, clock: FakeClock, count: int) -> list[float]:
+    """Sequential acquires on the advancing fake clock: when each caller got its slot."""
+    times = []
+
+    async def main() -> None:
+        for _ in range(count):
+            await limiter.acquire()
+            times.append(clock.t)
+
+    asyncio.run(main())
+    return times
+
+
+def test_throttle_pauses_everyone_for_retry_after():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock)
+    acquire_times(limiter, clock, 1)
+    limiter.throttled(retry_after=3.0)
+    (when,) = acquire_times(limiter, clock, 1)
+    assert when == pytest.approx(3.0)
+
+
+def test_throttle_without_retry_after_cuts_the_rate_but_does_not_pause():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock)
+    acquire_times(limiter, clock, 1)
+    limiter.throttled(retry_after=None)
+    assert limiter.rate == pytest.approx(5.0)  # halved at most: the window was nearly empty
+    # the slot reserved before the cut stands; the one after it is spaced at the new rate
+    assert acquire_times(limiter, clock, 2) == pytest.approx([0.1, 0.3])  # and no pause
+
+
+def test_throttle_cuts_the_rate_to_just_under_what_the_server_answered():
+    clock = FakeClock()
+    limiter = RateLimiter(40, clock)
+    for _ in range(30):  # the server answered 30 requests in the last second
+        limiter.succeeded()
+        clock.advance(0.01)
+    limiter.throttled(retry_after=1.0)  # ...and the 31st with a 429
+    assert limiter.rate == pytest.approx(31 * 0.9)
+    assert limiter.cuts == 1 and limiter.lowest_rate == pytest.approx(27.9)
+
+
+def test_one_cut_never_more_than_halves_the_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    limiter.succeeded()
+    limiter.throttled(retry_after=1.0)  # two answers in the window say little
+    assert limiter.rate == pytest.approx(50)
+
+
+def test_an_unlimited_run_takes_the_rate_the_server_showed():
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock)
+    for _ in range(40):
+        limiter.succeeded()
+        clock.advance(0.02)
+    limiter.throttled(retry_after=2.0)
+    # 41 answers in 0.8 s since the first: about 51 a second, and the cut keeps 90% of it
+    assert limiter.rate == pytest.approx(41 / 0.8 * 0.9)
+
+
+def test_many_429s_of_one_episode_cut_the_rate_once():
+    clock = FakeClock()
+    limiter = RateLimiter(50, clock)
+    for _ in range(8):  # every worker in flight got a 429
+        limiter.throttled(retry_after=1.0)
+        clock.advance(0.05)
+    assert limiter.cuts == 1
+    assert limiter.rate == pytest.approx(25)
+    clock.advance(1.0)  # a new episode after the Retry-After period: cut again
+    limiter.throttled(retry_after=1.0)
+    assert limiter.cuts == 2 and limiter.rate == pytest.approx(12.5)
+
+
+def test_a_streak_of_successes_climbs_back_additively_up_to_the_configured_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock)
+    limiter.throttled(retry_after=1.0)
+    assert limiter.rate == pytest.approx(5.0)
+    for _ in range(10):  # two seconds' worth at 5 per second
+        limiter.succeeded()
+    assert limiter.rate == pytest.approx(5.5)
+    for _ in range(1000):
+        limiter.succeeded()
+    assert limiter.rate == 10  # never above --rate
+
+
+def test_the_rate_never_falls_below_the_floor():
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock)
+    for _ in range(20):
+        limiter.throttled(retry_after=1.0)
+        clock.advance(1.0)
+    assert limiter.rate == pytest.approx(0.5)

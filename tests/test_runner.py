@@ -70,7 +70,7 @@ def test_concurrency_caps_requests_in_flight(iamport, clock):
 def test_server_error_is_retried_with_backoff_then_succeeds(iamport, clock):
     iamport.script["imp_1"] = [
         envelope(500, -1, "내부 오류"),
-        envelope(503, -1, "busy"),
+        envelope(502, -1, "bad gateway"),
         success("DELIVERY_START"),
     ]
     outcomes, report = send(iamport, clock, rows_for("imp_1"))
