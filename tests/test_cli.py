@@ -246,9 +246,80 @@ def test_version():
     assert result.output.strip() == f"payco-batch, version {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sandbox"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["resume"], ["sandbox"]])
 def test_every_command_has_help_with_an_example(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
-    assert "payco-batch run" in result.output
+    assert f"payco-batch {command[0] if command else 'run'} " in result.output
+
+
+def test_every_command_is_covered_by_the_help_test():
+    assert sorted(cli.commands) == ["resume", "run", "sandbox"]
+
+
+def test_the_same_file_is_not_sent_twice_to_a_real_target_without_force(env, api, write_csv):
+    path = write_csv(GOOD)
+    first = invoke("run", str(path), "--yes", "--rate", "0")
+    assert first.exit_code == 0, first.output
+    (earlier,) = (env / "reports").iterdir()
+
+    again = invoke("run", str(path), "--yes", "--rate", "0")
+    assert again.exit_code == 2
+    assert f"was already sent in full by the run in reports/{earlier.name}" in again.stderr
+    assert "pass --force to send it again" in again.stderr
+    assert len(api.status_requests) == 3  # nothing more was sent
+
+    forced = invoke("run", str(path), "--yes", "--rate", "0", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert len(api.status_requests) == 6
+
+
+def test_a_partly_failed_run_does_not_block_sending_the_file_again(env, api, write_csv):
+    path = write_csv(GOOD)
+    api.script["imp_2"] = [envelope(404, -1, "없음")]
+    assert invoke("run", str(path), "--yes", "--rate", "0").exit_code == 1
+    api.script.clear()
+    assert invoke("run", str(path), "--yes", "--rate", "0").exit_code == 0
+
+
+def test_resume_retry_failed_sends_the_transient_failures_again(env, api, write_csv):
+    api.script["imp_2"] = [envelope(503, -1, "busy")]
+    path = write_csv(GOOD)
+    first = invoke("run", str(path), "--yes", "--rate", "0", "--max-attempts", "1", "--out", "o")
+    assert first.exit_code == 1
+    assert list(results_of(env / "o")["outcome"]) == ["succeeded", "failed", "succeeded"]
+
+    plain = invoke("resume", "o", "--yes")
+    assert plain.exit_code == 1  # nothing left to send without --retry-failed
+    assert len(api.status_requests) == 3
+
+    api.script.clear()
+    retried = invoke("resume", "o", "--yes", "--retry-failed")
+    assert retried.exit_code == 0, retried.output
+    assert api.sent_imp_uids()[3:] == ["imp_2"]
+    results = results_of(env / "o")
+    assert list(results["outcome"]) == ["succeeded"] * 3
+    assert list(results["attempts"]) == ["1", "2", "1"]  # counted across runs
+
+
+def test_resume_of_a_folder_without_a_run_exits_2(env):
+    (env / "empty").mkdir()
+    result = invoke("resume", "empty")
+    assert result.exit_code == 2
+    assert "holds no payco-batch run that sent anything" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-errors", "lots"], "--max-errors must be a number of errors"),
+        (["--deadline", "25:00"], "--deadline must be a local time HH:MM"),
+        (["--deadline-in", "soon"], "--deadline-in must look like 45m"),
+        (["--deadline", "18:00", "--deadline-in", "5m"], "give --deadline or --deadline-in"),
+    ],
+)
+def test_bad_safeguard_options_exit_2(env, write_csv, args, message):
+    result = invoke("run", str(write_csv(GOOD)), "--dry-run", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
