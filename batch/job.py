@@ -29,7 +29,13 @@ from batch.errors import (
 )
 from batch.exit_codes import ExitCode, exit_code_for
 from batch.inputs import OrdersFile, load_orders
-from batch.journal import JOURNAL_NAME, Journal, JournalContents, read_journal
+from batch.journal import (
+    JOURNAL_NAME,
+    SYNC_INTERVAL,
+    Journal,
+    JournalContents,
+    read_journal,
+)
 from batch.outcomes import RowOutcome
 from batch.ratelimit import RateLimiter
 from batch.reports import (
@@ -313,23 +319,36 @@ async def _send(
         deadline_in = None
         if config.deadline is not None:
             deadline_in = max(0.0, (config.deadline - clock.now()).total_seconds())
-        report = await send_rows(
-            rows,
-            client,
-            concurrency=config.concurrency,
-            max_attempts=config.max_attempts,
-            backoff=backoff,
-            clock=clock,
-            record=record,
-            intent=journal.intent,
-            stop=stop,
-            resent=plan.resent,
-            budget=ErrorBudget(config.max_errors),
-            deadline_in=deadline_in,
-            deadline_label=f"{config.deadline:%H:%M}" if config.deadline else "",
-        )
+        # fsync the journal at least once a second even when nothing is written for a while
+        # (requests hanging): the intents written just before must survive a power cut too.
+        syncer = asyncio.ensure_future(_sync_every_second(journal))
+        try:
+            report = await send_rows(
+                rows,
+                client,
+                concurrency=config.concurrency,
+                max_attempts=config.max_attempts,
+                backoff=backoff,
+                clock=clock,
+                record=record,
+                intent=journal.intent,
+                stop=stop,
+                resent=plan.resent,
+                budget=ErrorBudget(config.max_errors),
+                deadline_in=deadline_in,
+                deadline_label=f"{config.deadline:%H:%M}" if config.deadline else "",
+            )
+        finally:
+            syncer.cancel()
         report.rate_cuts, report.lowest_rate = limiter.cuts, limiter.lowest_rate
         return report
+
+
+async def _sync_every_second(journal: Journal) -> None:
+    # Real time, not the injected clock: this is housekeeping for the disk, not run logic.
+    while True:
+        await asyncio.sleep(SYNC_INTERVAL)
+        journal.sync()
 
 
 def _default_out_dir(input_path: Path, clock: Clock) -> Path:
