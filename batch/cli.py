@@ -336,6 +336,10 @@ def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) 
     if summary["interrupted"]:
         not_sent = summary["outcomes"]["not_sent"]
         click.echo(f"payco-batch: interrupted: {not_sent} rows were not sent.", err=True)
+    if summary["unknown_explained"]:
+        unknown = summary["outcomes"]["unknown"]
+        click.echo(f"payco-batch: {unknown} rows have an unknown outcome. ", err=True, nl=False)
+        click.echo(summary["unknown_explained"], err=True)
     if summary["resume_command"]:
         click.echo(f"payco-batch: to finish the run: {summary['resume_command']}", err=True)
     sys.exit(int(result.exit_code))
