@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
 import click
-from tqdm import tqdm
 
-from batch import __version__
+from batch import __version__, terminal
 from batch.client import REAL_API_URL, Credentials
 from batch.config import (
     DEFAULT_CONCURRENCY,
@@ -37,16 +32,12 @@ from batch.errors import (
     StrictValidationError,
 )
 from batch.exit_codes import ExitCode
-from batch.job import Plan, RunResult, execute, prepare
-from batch.outcomes import SUCCEEDED, RowOutcome
+from batch.job import Plan, execute, prepare
 from batch.resume import DoubleSubmissionError, input_of
 from batch.runner import StopSignal
 from batch.safeguards import ErrorBudgetSpec, parse_deadline, parse_duration
 from batch.sandbox import DEFAULT_HOST, DEFAULT_PORT
 from batch.sandbox.tokens import DEFAULT_TOKEN_TTL
-
-# How many invalid rows are listed on the terminal before "... and N more".
-MAX_ERRORS_SHOWN = 10
 
 _EXIT_CODE_FOR_ERROR: dict[type[PaycoBatchError], ExitCode] = {
     InputError: ExitCode.USAGE,
@@ -302,7 +293,7 @@ def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) 
     stop = StopSignal()
     try:
         plan = prepare(config)
-        _show_invalid_rows(plan)
+        terminal.show_invalid_rows(plan)
         if plan.resuming:
             click.echo(
                 f"resuming {plan.out_dir}: {plan.rows_to_send} rows to send"
@@ -320,8 +311,10 @@ def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) 
                 "sandbox: no real orders are changed (give --api-url to reach iamport).", err=True
             )
         with (
-            _stop_on_signals(stop),
-            _progress_bar(plan, enabled=not no_progress and not config.dry_run) as on_outcome,
+            terminal.stop_on_signals(stop),
+            terminal.progress_bar(
+                plan, enabled=not no_progress and not config.dry_run
+            ) as on_outcome,
         ):
             result = execute(plan, on_outcome=on_outcome, stop=stop)
     except PaycoBatchError as error:
@@ -330,7 +323,7 @@ def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) 
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
-        click.echo(_human_summary(result))
+        click.echo(terminal.human_summary(result))
     if summary["aborted_because"]:
         click.echo(f"payco-batch: aborted: {summary['aborted_because']}", err=True)
     if summary["interrupted"]:
@@ -343,31 +336,6 @@ def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) 
     if summary["resume_command"]:
         click.echo(f"payco-batch: to finish the run: {summary['resume_command']}", err=True)
     sys.exit(int(result.exit_code))
-
-
-@contextmanager
-def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM: stop starting rows, finish those in flight. Second: quit now."""
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.reason is not None:
-            raise KeyboardInterrupt
-        stop.stop(f"{signal.Signals(signum).name} received")
-        click.echo(
-            "\npayco-batch: stopping: finishing the requests in flight "
-            "(press Ctrl-C again to quit at once; the journal keeps every row's fate).",
-            err=True,
-        )
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals can only be caught in the main thread (e.g. some test runners)
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _safeguards(max_errors: str | None, deadline: str | None, deadline_in: str | None) -> dict:
@@ -486,14 +454,6 @@ def _fail(error: Exception) -> NoReturn:
     sys.exit(int(_EXIT_CODE_FOR_ERROR.get(type(error), ExitCode.USAGE)))
 
 
-def _show_invalid_rows(plan: Plan) -> None:
-    errors = plan.validation.errors
-    for error in errors[:MAX_ERRORS_SHOWN]:
-        click.echo(f"row {error.row}: {error.reason}", err=True)
-    if len(errors) > MAX_ERRORS_SHOWN:
-        click.echo(f"... and {len(errors) - MAX_ERRORS_SHOWN} more invalid rows.", err=True)
-
-
 def _confirm(plan: Plan, yes: bool) -> None:
     """Ask before changing orders anywhere but this machine, unless --yes."""
     config = plan.config
@@ -510,38 +470,3 @@ def _confirm(plan: Plan, yes: bool) -> None:
     )
     if not click.confirm("Send them?", default=False, err=True):
         raise ConfirmationRequired("cancelled: nothing was sent.")
-
-
-@contextmanager
-def _progress_bar(plan: Plan, enabled: bool) -> Iterator[Callable[[RowOutcome], None] | None]:
-    """A tqdm bar on stderr, only when stderr is a terminal; yields the per-outcome callback."""
-    if not (enabled and plan.rows_to_send and sys.stderr.isatty()):
-        yield None
-        return
-    counts = {"ok": 0, "failed": 0}
-    requests = 0
-    started = time.monotonic()
-    with tqdm(total=plan.rows_to_send, unit="row", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def advance(outcome: RowOutcome) -> None:
-            nonlocal requests
-            counts["ok" if outcome.outcome == SUCCEEDED else "failed"] += 1
-            requests += outcome.attempts
-            # Rows per second is tqdm's own rate; requests differ from rows by the retries.
-            rate = requests / max(time.monotonic() - started, 1e-9)
-            bar.set_postfix(counts | {"req/s": f"{rate:.1f}"}, refresh=False)
-            bar.update(1)
-
-        yield advance
-
-
-def _human_summary(result: RunResult) -> str:
-    summary = result.summary
-    counts = summary["outcomes"]
-    parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in counts if counts[name]]
-    head = "dry run, nothing sent: " if summary["dry_run"] else ""
-    lines = [f"{head}{summary['input']['rows']} rows: {', '.join(parts) or 'none'}."]
-    if summary["input"]["blank_rows_ignored"]:
-        lines.append(f"{summary['input']['blank_rows_ignored']} blank rows ignored.")
-    lines.append(f"Reports: {result.out_dir}/ (results.csv, failures.csv, summary.md)")
-    return "\n".join(lines)
