@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 
 from batch import __version__, terminal
 from batch.client import REAL_API_URL, Credentials
@@ -67,6 +68,11 @@ def _credential_options(command: Callable) -> Callable:
                 "a command line is visible to others.",
             ),
             click.option(
+                "--imp-secret-file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Read the REST API secret from this file (its first line).",
+            ),
+            click.option(
                 "--tier-code",
                 envvar="IMP_TIER_CODE",
                 show_envvar=True,
@@ -76,6 +82,18 @@ def _credential_options(command: Callable) -> Callable:
     ):
         command = option(command)
     return command
+
+
+def _input_options(command: Callable) -> Callable:
+    """--encoding and --delimiter, shared by run and validate."""
+    command = click.option(
+        "--delimiter",
+        help="Field separator. [default: found from the header line: comma, tab, ; or |]",
+    )(command)
+    return click.option(
+        "--encoding",
+        help="Input encoding. [default: UTF-16 with a BOM, else UTF-8 (BOM or not), else cp949]",
+    )(command)
 
 
 def _session_options(command: Callable) -> Callable:
@@ -106,6 +124,9 @@ def _session_options(command: Callable) -> Callable:
                 "--yes", "-y", is_flag=True, help="Do not ask before changing real orders."
             ),
             click.option("--no-progress", is_flag=True, help="No progress bar."),
+            click.option(
+                "--verbose", "-v", is_flag=True, help="Log every request (never its secrets)."
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
         ]
     ):
@@ -170,8 +191,17 @@ def cli() -> None:
     help="Folder for the reports (must not exist or be empty). "
     "[default: reports/<YYYYMMDD-HHMMSS>-<input name>]",
 )
+@_input_options
 @click.option(
-    "--encoding", help="Input encoding. [default: UTF-8 (with or without BOM), else cp949]"
+    "--output-encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="Encoding of results.csv and failures.csv (utf-8-sig: UTF-8 with the BOM Excel needs).",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Allow plain http to a host other than this machine (the secret travels unencrypted).",
 )
 @click.option("--strict", is_flag=True, help="Send nothing if any row is invalid (exit 2).")
 @click.option("--dry-run", is_flag=True, help="Validate and write the reports; send nothing.")
@@ -184,6 +214,7 @@ def run(
     api_url: str | None,
     imp_key: str | None,
     imp_secret: str | None,
+    imp_secret_file: Path | None,
     tier_code: str | None,
     concurrency: int,
     rate: float,
@@ -191,6 +222,9 @@ def run(
     timeout: float,
     out_dir: Path | None,
     encoding: str | None,
+    delimiter: str | None,
+    output_encoding: str,
+    insecure_http: bool,
     strict: bool,
     dry_run: bool,
     force: bool,
@@ -200,6 +234,7 @@ def run(
     deadline_in: str | None,
     yes: bool,
     no_progress: bool,
+    verbose: bool,
     as_json: bool,
 ) -> None:
     """Change the status of every order listed in INPUT, a CSV of imp_uid,status rows.
@@ -221,7 +256,7 @@ def run(
     config = RunConfig(
         input_path=input_path,
         api_url=api_url.rstrip("/") if api_url else None,
-        credentials=_credentials(imp_key, imp_secret),
+        credentials=_credentials(imp_key, imp_secret, imp_secret_file),
         tier_code=tier_code or None,
         concurrency=concurrency,
         rate=rate,
@@ -229,13 +264,16 @@ def run(
         timeout=timeout,
         out_dir=out_dir,
         encoding=encoding,
+        delimiter=delimiter,
+        output_encoding=output_encoding,
+        insecure_http=insecure_http,
         strict=strict,
         dry_run=dry_run,
         retry_failed=retry_failed,
         force=force,
         **_safeguards(max_errors, deadline, deadline_in),
     )
-    _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
+    _run_job(config, yes=yes, no_progress=no_progress, verbose=verbose, as_json=as_json)
 
 
 @cli.command()
@@ -246,6 +284,7 @@ def resume(
     run_folder: Path,
     imp_key: str | None,
     imp_secret: str | None,
+    imp_secret_file: Path | None,
     tier_code: str | None,
     retry_failed: bool,
     max_errors: str | None,
@@ -253,6 +292,7 @@ def resume(
     deadline_in: str | None,
     yes: bool,
     no_progress: bool,
+    verbose: bool,
     as_json: bool,
 ) -> None:
     """Continue the run in RUN_FOLDER: send the rows it did not finish, then rewrite its reports.
@@ -273,7 +313,7 @@ def resume(
     config = RunConfig(
         input_path=input_path,
         api_url=options.get("api_url"),
-        credentials=_credentials(imp_key or options.get("imp_key"), imp_secret),
+        credentials=_credentials(imp_key or options.get("imp_key"), imp_secret, imp_secret_file),
         tier_code=tier_code or options.get("tier_code"),
         concurrency=options.get("concurrency", DEFAULT_CONCURRENCY),
         rate=options.get("rate", DEFAULT_RATE),
@@ -281,15 +321,22 @@ def resume(
         timeout=options.get("timeout", DEFAULT_TIMEOUT),
         out_dir=run_folder,
         encoding=options.get("encoding"),
+        delimiter=options.get("delimiter"),
+        output_encoding=options.get("output_encoding", "utf-8-sig"),
+        insecure_http=options.get("insecure_http", False),
         strict=options.get("strict", False),
         retry_failed=retry_failed,
         **_safeguards(max_errors, deadline, deadline_in),
     )
-    _run_job(config, yes=yes, no_progress=no_progress, as_json=as_json)
+    _run_job(config, yes=yes, no_progress=no_progress, verbose=verbose, as_json=as_json)
 
 
-def _run_job(config: RunConfig, *, yes: bool, no_progress: bool, as_json: bool) -> NoReturn:
+def _run_job(
+    config: RunConfig, *, yes: bool, no_progress: bool, verbose: bool, as_json: bool
+) -> NoReturn:
     """Prepare, confirm, execute and report one run; exit with its code."""
+    if verbose:
+        terminal.log_requests()
     stop = StopSignal()
     try:
         plan = prepare(config)
@@ -354,7 +401,33 @@ def _safeguards(max_errors: str | None, deadline: str | None, deadline_in: str |
         _fail(error)
 
 
-def _credentials(imp_key: str | None, imp_secret: str | None) -> Credentials | None:
+def _credentials(
+    imp_key: str | None, imp_secret: str | None, imp_secret_file: Path | None
+) -> Credentials | None:
+    """The credentials from the options, the environment or the secret file.
+
+    A secret typed on the command line is visible in the shell's history and, while the
+    run lasts, to anyone who lists the processes: say so.
+    """
+    source = click.get_current_context().get_parameter_source("imp_secret")
+    if imp_secret_file is not None:
+        if source is ParameterSource.COMMANDLINE:
+            _fail(ConfigError("give --imp-secret or --imp-secret-file, not both."))
+        try:
+            lines = imp_secret_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            _fail(ConfigError(f"the secret file {imp_secret_file} cannot be read: {reason}."))
+        imp_secret = lines[0].strip() if lines else ""
+        if not imp_secret:
+            _fail(ConfigError(f"the secret file {imp_secret_file} is empty."))
+    elif source is ParameterSource.COMMANDLINE:
+        click.echo(
+            "payco-batch: warning: --imp-secret on the command line is visible in your shell "
+            "history and to other users of this machine; use the IMP_SECRET environment "
+            "variable or --imp-secret-file instead.",
+            err=True,
+        )
     return Credentials(imp_key or "", imp_secret or "") if imp_key or imp_secret else None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +44,9 @@ CONNECT_TIMEOUT = 10.0
 # Refresh a token this long before it expires, so that no request carries a token that dies
 # on the way; tokens that live less than twice this are refreshed at half their life.
 TOKEN_REFRESH_MARGIN = 60.0
+
+HTTP_LOGGER = "payco_batch.http"
+_log = logging.getLogger(HTTP_LOGGER)
 
 # Answers that mean "too fast": the run slows down.
 THROTTLE_STATUSES = frozenset({429, 503})
@@ -81,13 +85,27 @@ def open_http_client(
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """The run's HTTP client: explicit timeouts, one connection per worker, our User-Agent."""
+    """The run's HTTP client: explicit timeouts, one connection per worker, our User-Agent.
+
+    TLS certificates are always verified, redirects are never followed, and a request bound
+    for any host but the api-url's is refused before it leaves: the Authorization header goes
+    nowhere else.
+    """
+    host = httpx.URL(api_url).host
+
+    async def only_to_the_api(request: httpx.Request) -> None:
+        if request.url.host != host:
+            raise httpx.UnsupportedProtocol(f"refusing to send a request to {request.url.host}")
+
     return httpx.AsyncClient(
         base_url=api_url,
         timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         headers={"User-Agent": USER_AGENT},
         transport=transport,
+        verify=True,
+        follow_redirects=False,
+        event_hooks={"request": [only_to_the_api]},
         # The environment's proxy settings would send payment calls somewhere unexpected.
         trust_env=False,
     )
@@ -188,7 +206,19 @@ class IamportClient:
         await self._limiter.acquire()
         if before_send is not None:
             before_send()
-        response = await self._http.post(path, **kwargs)
+        started = self._clock.monotonic()
+        try:
+            response = await self._http.post(path, **kwargs)
+        except httpx.HTTPError as error:
+            _log.debug("POST %s -> %s", path, type(error).__name__)
+            raise
+        # Method, path and status only: headers and bodies hold the secret and the token.
+        _log.debug(
+            "POST %s -> %s in %.0f ms",
+            path,
+            response.status_code,
+            (self._clock.monotonic() - started) * 1000,
+        )
         # Tell the limiter how the server takes our pace: it slows the whole run down on a
         # 429 or 503 and speeds up again after a streak of other answers.
         if response.status_code in THROTTLE_STATUSES:

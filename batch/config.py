@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,9 @@ class RunConfig:
     timeout: float = DEFAULT_TIMEOUT
     out_dir: Path | None = None
     encoding: str | None = None
+    delimiter: str | None = None  # None: found from the header line
+    output_encoding: str = "utf-8-sig"  # with a BOM, so that Excel reads Korean right
+    insecure_http: bool = False  # allow plain http to a host other than this machine
     strict: bool = False
     dry_run: bool = False
     retry_failed: bool = False  # on resume, also resend rows that failed for a passing reason
@@ -51,6 +55,23 @@ class RunConfig:
             raise ConfigError("--timeout must be more than 0 seconds.")
         if self.api_url is not None:
             check_api_url(self.api_url)
+            if (
+                urlsplit(self.api_url).scheme == "http"
+                and not is_loopback(self.api_url)
+                and not self.insecure_http
+            ):
+                raise ConfigError(
+                    "plain http would send the secret and the token unencrypted: use https, "
+                    "or --insecure-http if this network is trusted."
+                )
+        try:
+            codecs.lookup(self.output_encoding)
+        except LookupError:
+            raise ConfigError(
+                f"--output-encoding {self.output_encoding!r} is not an encoding Python knows."
+            ) from None
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ConfigError(f"--delimiter must be one character, not {self.delimiter!r}.")
         if self.dry_run or self.uses_sandbox:
             return
         if self.credentials is None or not (
@@ -87,6 +108,9 @@ class RunConfig:
             "max_attempts": self.max_attempts,
             "timeout": self.timeout,
             "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "output_encoding": self.output_encoding,
+            "insecure_http": self.insecure_http,
             "strict": self.strict,
             "dry_run": self.dry_run,
             "retry_failed": self.retry_failed,

@@ -30,6 +30,12 @@ IGNORED_COLUMNS = ("reason",)
 # cp949 is a superset of EUC-KR.
 AUTO_ENCODINGS = ("utf-8-sig", "cp949")
 
+# Separators tried on the header line, in this order: comma; tab (Excel's "Unicode text");
+# semicolon (Excel in locales with a decimal comma); pipe.
+DELIMITERS = (",", "\t", ";", "|")
+ZIP_MAGIC = b"PK\x03\x04"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
 # The first data row is spreadsheet row 2: the header is row 1.
 FIRST_DATA_ROW = 2
 
@@ -56,19 +62,26 @@ class OrdersFile:
         return list(self.frame.columns)
 
 
-def load_orders(path: str | Path, encoding: str | None = None) -> OrdersFile:
+def load_orders(
+    path: str | Path, encoding: str | None = None, delimiter: str | None = None
+) -> OrdersFile:
     """Read `path` as a CSV with a header row holding `imp_uid` and `status` columns.
 
-    `encoding` overrides the automatic choice between UTF-8 (with or without BOM) and cp949.
+    `encoding` overrides the automatic choice between UTF-16 (with a BOM), UTF-8 (with or
+    without BOM) and cp949; `delimiter` the one found from the header line.
     """
     path = Path(path)
     raw = _read_bytes(path)
-    if not raw.strip():
-        raise InputError(f"{path} is empty: expected a header row with imp_uid and status.")
+    _refuse_non_text(path, raw)
     text, used_encoding = _decode(path, raw, encoding)
-    frame = _parse(path, text)
-    _refuse_repeated_headers(path, text)
-    imp_uid_column, status_column = _find_required_columns(path, frame)
+    if not text.strip():
+        raise InputError(f"{path} is empty: expected a header row with imp_uid and status.")
+    if delimiter is not None and len(delimiter) != 1:
+        raise InputError(f"--delimiter must be one character, not {delimiter!r}.")
+    delimiter = delimiter or _sniff_delimiter(text)
+    frame = _parse(path, text, delimiter)
+    _refuse_repeated_headers(path, text, delimiter)
+    imp_uid_column, status_column = _find_required_columns(path, frame, delimiter)
     frame = frame.drop(columns=[c for c in frame.columns if _normalise(c) in IGNORED_COLUMNS])
     frame.index = pd.RangeIndex(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame), name="row")
     # A row with no value in any cell is a gap in the sheet, not a record: there is nothing
@@ -98,6 +111,28 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"{path} cannot be read: {error.strerror or error}.") from None
 
 
+def _refuse_non_text(path: Path, raw: bytes) -> None:
+    """Recognise what people rename to .csv by mistake, and say what to do instead."""
+    if raw.startswith(ZIP_MAGIC):
+        raise InputError(
+            f"{path} is an Excel workbook (.xlsx) or another ZIP file, not CSV: open it in "
+            'Excel and save it as "CSV UTF-8 (Comma delimited)".'
+        )
+    if raw.startswith(OLE_MAGIC):
+        raise InputError(
+            f"{path} is an Excel 97-2003 workbook (.xls), not CSV: open it in Excel and save "
+            'it as "CSV UTF-8 (Comma delimited)".'
+        )
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return  # UTF-16 text is full of NUL bytes
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise InputError(
+            f"{path} holds a NUL byte on line {line}: it is a binary file, not CSV text."
+        )
+
+
 def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
     if encoding is not None:
         try:
@@ -109,6 +144,14 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
                 f"{path} is not valid {encoding}: undecodable bytes at offset {error.start}."
             ) from None
         return text.removeprefix("\ufeff"), encoding
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text": UTF-16 with a BOM, tab-separated.
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{path} starts like UTF-16 text but has undecodable bytes at offset {error.start}."
+            ) from None
     for candidate in AUTO_ENCODINGS:
         try:
             text = raw.decode(candidate)
@@ -122,7 +165,19 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
     )
 
 
-def _parse(path: Path, text: str) -> pd.DataFrame:
+def _sniff_delimiter(text: str) -> str:
+    """The separator that makes the header line hold imp_uid and status; else the likeliest."""
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    for candidate in DELIMITERS:
+        names = {_normalise(name.strip('"')) for name in header.split(candidate)}
+        if set(REQUIRED_COLUMNS) <= names:
+            return candidate
+    counts = {candidate: header.count(candidate) for candidate in DELIMITERS}
+    best = max(counts, key=lambda candidate: counts[candidate])
+    return best if counts[best] else ","
+
+
+def _parse(path: Path, text: str, delimiter: str) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             # With index_col=False pandas only *warns* when the first record has more fields
@@ -130,6 +185,7 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 io.StringIO(text),
+                sep=delimiter,
                 dtype=str,
                 keep_default_na=False,
                 # Without this pandas would take a first column as the index when the
@@ -147,15 +203,24 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} has no header row: expected imp_uid and status.") from None
     except (pd.errors.ParserError, csv.Error) as error:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if ragged:
+            expected, row, saw = ragged.groups()
+            raise InputError(
+                f"{path} row {row} has {saw} fields but the header has {expected}: quote "
+                "values that hold the separator, or give --delimiter."
+            ) from None
         raise InputError(f"{path} is not a readable CSV file: {_first_line(error)}.") from None
     # Rows with fewer fields than the header leave NaN in the missing cells.
     return frame.fillna("")
 
 
-def _refuse_repeated_headers(path: Path, text: str) -> None:
+def _refuse_repeated_headers(path: Path, text: str, delimiter: str) -> None:
     # pandas renames a repeated header "status" to "status.1", so the second column would
     # be silently ignored; read the header line as it is written to catch that.
-    header = pd.read_csv(io.StringIO(text), header=None, nrows=1, dtype=str, keep_default_na=False)
+    header = pd.read_csv(
+        io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, keep_default_na=False
+    )
     names = [_normalise(name) for name in header.iloc[0]] if len(header) else []
     seen = set()
     for name in names:
@@ -165,7 +230,7 @@ def _refuse_repeated_headers(path: Path, text: str) -> None:
         seen.add(name)
 
 
-def _find_required_columns(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
+def _find_required_columns(path: Path, frame: pd.DataFrame, delimiter: str) -> tuple[str, str]:
     found: dict[str, list[str]] = {name: [] for name in REQUIRED_COLUMNS}
     for column in frame.columns:
         key = _normalise(column)
@@ -177,6 +242,11 @@ def _find_required_columns(path: Path, frame: pd.DataFrame) -> tuple[str, str]:
         hint = ""
         if any(re.fullmatch(r"imp_[0-9]+", str(c).strip()) for c in frame.columns):
             hint = " The first line looks like data: add a header row 'imp_uid,status'."
+        elif len(frame.columns) == 1:
+            hint = (
+                f" The header has one column when split at {delimiter!r}: "
+                "if the file uses another separator, give --delimiter."
+            )
         raise InputError(
             f"{path} has no {names} column (columns found: {_list(frame.columns)}).{hint}"
         )

@@ -109,7 +109,7 @@ def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
     """
     clock = clock or SystemClock()
     config.check()
-    orders = load_orders(config.input_path, config.encoding)
+    orders = load_orders(config.input_path, config.encoding, config.delimiter)
     validation = validate_orders(orders)
     if config.strict and validation.count(INVALID):
         first = validation.errors[0]
@@ -246,8 +246,8 @@ def execute(
         plan.resume_command if not config.dry_run and unfinished and exit_code != 0 else None
     )
 
-    write_results(plan.orders, results, plan.out_dir / RESULTS_NAME)
-    write_failures(plan.orders, results, plan.out_dir / FAILURES_NAME)
+    write_results(plan.orders, results, plan.out_dir / RESULTS_NAME, config.output_encoding)
+    write_failures(plan.orders, results, plan.out_dir / FAILURES_NAME, config.output_encoding)
     write_summary_json(summary, plan.out_dir / SUMMARY_JSON_NAME)
     write_summary_md(summary, plan.out_dir / SUMMARY_MD_NAME)
     return RunResult(plan.out_dir, summary, exit_code)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,9 @@ _SENT_FIELDS = (
     "finished_at",
 )
 MAX_EXAMPLES = 5
+
+_FORMULA_START = r"[=+\-@\t\r]"
+_PLAIN_NUMBER = r"[+-]?[0-9]+(?:[.,][0-9]+)*"
 
 UNKNOWN_NOTE = "; the request may have been applied: check the order before sending it again"
 STOPPED_NOTE = " (the run stopped before its retries were used up; a resume sends it again)"
@@ -211,21 +215,62 @@ def _failure_reason(kind: str, http: Any, code: Any, message: Any) -> str:
     return f"{text}: {message}" if isinstance(message, str) and message else text
 
 
-def write_results(orders: OrdersFile, results: pd.DataFrame, path: Path) -> None:
-    """results.csv: row, the input's columns as read, then RESULT_COLUMNS."""
+def write_results(
+    orders: OrdersFile, results: pd.DataFrame, path: Path, encoding: str = CSV_ENCODING
+) -> None:
+    """results.csv: row, the input's columns as read, then RESULT_COLUMNS; no cell a formula."""
     inputs = orders.frame.rename(
         columns={c: f"input_{c}" for c in orders.columns if c in {"row", *RESULT_COLUMNS}}
     )
     table = pd.concat([inputs, results[list(RESULT_COLUMNS)]], axis=1)
-    table.to_csv(path, index=True, index_label="row", encoding=CSV_ENCODING, lineterminator="\n")
+    table = neutralise_formulas(table)
+    _to_csv(table, path, encoding, index_label="row")
 
 
-def write_failures(orders: OrdersFile, results: pd.DataFrame, path: Path) -> None:
-    """failures.csv: every record that did not succeed, input columns as read plus `reason`."""
+def write_failures(
+    orders: OrdersFile, results: pd.DataFrame, path: Path, encoding: str = CSV_ENCODING
+) -> None:
+    """failures.csv: every record that did not succeed, input columns as read plus `reason`.
+
+    The input's values are kept raw, not neutralised, so that the fixed file can be fed back.
+    """
     failed = ~results["_counts_as_succeeded"]
     table = orders.frame[failed].copy()
     table["reason"] = results.loc[failed, "reason"]
-    table.to_csv(path, index=False, encoding=CSV_ENCODING, lineterminator="\n")
+    _to_csv(table, path, encoding, index=False)
+
+
+def _to_csv(table: pd.DataFrame, path: Path, encoding: str, **options: Any) -> None:
+    # A character the chosen encoding lacks (an emoji in cp949) becomes "?" rather than
+    # losing the whole report; UTF-8, the default, has every character.
+    table.to_csv(path, encoding=encoding, errors="replace", lineterminator="\n", **options)
+
+
+def neutralise_formulas(table: pd.DataFrame) -> pd.DataFrame:
+    """Make every text cell that a spreadsheet would run as a formula plain text.
+
+    OWASP's CSV-injection advice: a cell starting with =, +, -, @, a tab or a carriage return
+    gets a leading apostrophe, which Excel and LibreOffice show as text and do not run. Plain
+    numbers (-1500, +82) are left alone: they are no formula, and an apostrophe would turn a
+    refund amount into text in the ledger.
+    """
+    table = table.copy()
+    for column in table.columns:
+        values = table[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        text = values.astype(str)
+        risky = text.str.match(_FORMULA_START) & ~text.str.fullmatch(_PLAIN_NUMBER)
+        risky &= values.notna()
+        if risky.any():
+            table[column] = values.where(~risky, "'" + text)
+    table.columns = [
+        "'" + name
+        if re.match(_FORMULA_START, name) and not re.fullmatch(_PLAIN_NUMBER, name)
+        else name
+        for name in map(str, table.columns)
+    ]
+    return table
 
 
 def summarize(

@@ -5,6 +5,7 @@ Part of the command line: the core never prints. These take what they show as ar
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import click
 from tqdm import tqdm
 
+from batch.client import HTTP_LOGGER
 from batch.job import Plan, RunResult
 from batch.outcomes import SUCCEEDED, RowOutcome
 from batch.runner import StopSignal
@@ -89,3 +91,15 @@ def human_summary(result: RunResult) -> str:
         lines.append(f"{summary['input']['blank_rows_ignored']} blank rows ignored.")
     lines.append(f"Reports: {result.out_dir}/ (results.csv, failures.csv, summary.md)")
     return "\n".join(lines)
+
+
+def log_requests() -> None:
+    """--verbose: one line on stderr per HTTP request (method, path, answer, time).
+
+    The client logs no header and no body, so neither the secret nor the token can appear.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger(HTTP_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)

@@ -20,6 +20,15 @@ KOREAN_LABELS = {"배송시작": "DELIVERY_START", "구매확정": "PURCHASE_DEC
 # ASCII digits only: \d would also accept other scripts' digits, which have no place in a URL.
 IMP_UID_PATTERN = r"imp_[0-9]+"
 
+# A number as Excel writes it in scientific notation: 4.48E+11, 4.4828E+11.
+EXCEL_NUMBER_PATTERN = r"[0-9]+(?:\.[0-9]+)?[eE]\+[0-9]+"
+EXCEL_NUMBER_HINT = (
+    ": Excel turned the id into a number; format the column as Text and type the ids again"
+)
+# Trimmed around values: whitespace (full-width spaces included) and the zero-width
+# characters that copying from web pages and chat apps leaves behind.
+_EDGES = r"^[\s\u200b\u200c\u200d\u2060\ufeff]+|[\s\u200b\u200c\u200d\u2060\ufeff]+$"
+
 # Verdicts for each row, before anything is sent.
 SEND = "send"
 INVALID = "invalid"
@@ -83,15 +92,20 @@ class Validation:
 def validate_orders(orders: OrdersFile) -> Validation:
     """Judge every row of `orders`: its imp_uid, its status, and repeats of the same imp_uid."""
     source = orders.frame
-    imp_uid = source[orders.imp_uid_column].str.strip()
-    status_text = source[orders.status_column].str.strip()
+    imp_uid = _trim(source[orders.imp_uid_column])
+    status_text = _trim(source[orders.status_column])
     status = status_text.str.upper().map(_STATUS_LOOKUP)
 
     bad_imp_uid = ~imp_uid.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
     bad_status = status.isna()
 
     reason = pd.Series("", index=source.index, dtype=object)
-    reason = reason.mask(bad_imp_uid, _quoted_reason(IMP_UID_REASON, imp_uid))
+    imp_uid_reason = _quoted_reason(IMP_UID_REASON, imp_uid)
+    # Excel shows a long number typed into a General cell as 4.48E+11 and saves it so,
+    # digits lost: only the sheet's author can fix that, by formatting the column as Text.
+    excel_number = imp_uid.str.fullmatch(EXCEL_NUMBER_PATTERN).fillna(False).astype(bool)
+    imp_uid_reason = imp_uid_reason.mask(excel_number, imp_uid_reason + EXCEL_NUMBER_HINT)
+    reason = reason.mask(bad_imp_uid, imp_uid_reason)
     reason = reason.mask(
         bad_status,
         (reason + "; ").where(bad_imp_uid, "") + _quoted_reason(STATUS_REASON, status_text),
@@ -110,6 +124,10 @@ def validate_orders(orders: OrdersFile) -> Validation:
     frame.loc[bad_imp_uid | bad_status, "verdict"] = INVALID
     _mark_repeats(frame)
     return Validation(frame)
+
+
+def _trim(values: pd.Series) -> pd.Series:
+    return values.str.replace(_EDGES, "", regex=True)
 
 
 def _quoted_reason(reason: str, values: pd.Series) -> pd.Series:

@@ -268,8 +268,8 @@ def test_later_row_with_more_fields_than_header_is_an_error(write_csv):
     path = write_csv(HEADER + "imp_1,CANCELED\nimp_2,CANCELED,surprise\n")
 
     assert load_error(path) == (
-        f"{path} is not a readable CSV file: "
-        "Error tokenizing data. C error: Expected 2 fields in line 3, saw 3."
+        f"{path} row 3 has 3 fields but the header has 2: quote values that hold the "
+        "separator, or give --delimiter."
     )
 
 
