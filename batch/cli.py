@@ -33,12 +33,13 @@ from batch.errors import (
     StrictValidationError,
 )
 from batch.exit_codes import ExitCode
-from batch.job import Plan, execute, prepare
+from batch.job import Plan, check_file, execute, prepare
 from batch.resume import DoubleSubmissionError, input_of
 from batch.runner import StopSignal
 from batch.safeguards import ErrorBudgetSpec, parse_deadline, parse_duration
 from batch.sandbox import DEFAULT_HOST, DEFAULT_PORT
 from batch.sandbox.tokens import DEFAULT_TOKEN_TTL
+from batch.validation import INVALID
 
 _EXIT_CODE_FOR_ERROR: dict[type[PaycoBatchError], ExitCode] = {
     InputError: ExitCode.USAGE,
@@ -274,6 +275,26 @@ def run(
         **_safeguards(max_errors, deadline, deadline_in),
     )
     _run_job(config, yes=yes, no_progress=no_progress, verbose=verbose, as_json=as_json)
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@_input_options
+def validate(input_path: Path, encoding: str | None, delimiter: str | None) -> None:
+    """Check INPUT without sending anything: list its invalid rows and what a run would send.
+
+    Exit codes: 0 every row is valid, 1 some rows are invalid, 2 the file cannot be read.
+
+    \b
+    Example:
+        payco-batch validate orders.csv
+    """
+    try:
+        orders, validation = check_file(input_path, encoding, delimiter)
+    except PaycoBatchError as error:
+        _fail(error)
+    terminal.show_validation(orders, validation)
+    sys.exit(int(ExitCode.FAILURES if validation.count(INVALID) else ExitCode.OK))
 
 
 @cli.command()

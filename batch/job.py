@@ -100,6 +100,14 @@ class RunResult:
     exit_code: ExitCode
 
 
+def check_file(
+    input_path: Path, encoding: str | None = None, delimiter: str | None = None
+) -> tuple[OrdersFile, Validation]:
+    """Load and validate a file without preparing a run (`payco-batch validate`)."""
+    orders = load_orders(input_path, encoding, delimiter)
+    return orders, validate_orders(orders)
+
+
 def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
     """Check the options, load and validate the input, and choose the output folder.
 

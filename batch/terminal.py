@@ -17,12 +17,33 @@ import click
 from tqdm import tqdm
 
 from batch.client import HTTP_LOGGER
+from batch.inputs import OrdersFile
 from batch.job import Plan, RunResult
 from batch.outcomes import SUCCEEDED, RowOutcome
 from batch.runner import StopSignal
+from batch.validation import DUPLICATE, INVALID, SEND, Validation
 
-# How many invalid rows are listed on the terminal before "... and N more".
+# How many invalid rows are listed on the terminal before "... and N more": a few before a
+# run (the rest are in failures.csv), a screenful for `validate`.
 MAX_ERRORS_SHOWN = 10
+MAX_ROWS_LISTED = 50
+
+
+def show_validation(orders: OrdersFile, validation: Validation) -> None:
+    """`payco-batch validate`: every invalid row (up to a screenful), then the counts."""
+    errors = validation.errors
+    for error in errors[:MAX_ROWS_LISTED]:
+        click.echo(f"row {error.row}: {error.reason}")
+    if len(errors) > MAX_ROWS_LISTED:
+        click.echo(f"... and {len(errors) - MAX_ROWS_LISTED} more invalid rows.")
+    to_send = ", ".join(f"{n} {s}" for s, n in validation.status_counts().items() if n)
+    parts = [f"{validation.count(SEND)} to send" + (f" ({to_send})" if to_send else "")]
+    parts.append(f"{validation.count(INVALID)} invalid")
+    if validation.count(DUPLICATE):
+        parts.append(f"{validation.count(DUPLICATE)} duplicates (not sent)")
+    if orders.blank_rows:
+        parts.append(f"{orders.blank_rows} blank rows ignored")
+    click.echo(f"{orders.path}: {len(orders.frame)} rows: {', '.join(parts)}.")
 
 
 def show_invalid_rows(plan: Plan) -> None:
