@@ -246,7 +246,7 @@ def test_version():
     assert result.output.strip() == f"payco-batch, version {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["resume"], ["sandbox"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["resume"], ["sandbox"], ["validate"]])
 def test_every_command_has_help_with_an_example(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
@@ -255,7 +255,7 @@ def test_every_command_has_help_with_an_example(command):
 
 
 def test_every_command_is_covered_by_the_help_test():
-    assert sorted(cli.commands) == ["resume", "run", "sandbox"]
+    assert sorted(cli.commands) == ["resume", "run", "sandbox", "validate"]
 
 
 def test_the_same_file_is_not_sent_twice_to_a_real_target_without_force(env, api, write_csv):
