@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,6 @@ def execute(
     stop = stop or StopSignal()
     config = plan.config
     started_at = clock.now()
-    started = clock.monotonic()
     try:
         plan.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -216,7 +216,20 @@ def execute(
             else:
                 interrupted = True
 
-    contents = read_journal(journal_path)
+    return _write_reports(plan, target.name, send_report, interrupted, started_at, clock)
+
+
+def _write_reports(
+    plan: Plan,
+    target: str,
+    send_report: SendReport,
+    interrupted: bool,
+    started_at: datetime,
+    clock: Clock,
+) -> RunResult:
+    """Build every report from the journal (all runs of it) and write them."""
+    config = plan.config
+    contents = read_journal(plan.out_dir / JOURNAL_NAME)
     if config.dry_run:
         not_sent_reason = "dry run: not sent"
     elif send_report.aborted_because:
@@ -225,12 +238,13 @@ def execute(
         not_sent_reason = "not sent: the run was interrupted; a resume sends it"
 
     results = build_results(plan.orders, plan.validation, contents, not_sent_reason=not_sent_reason)
+    finished_at = clock.now()
     facts = RunFacts(
-        target=target.name,
+        target=target,
         dry_run=config.dry_run,
         started_at=started_at.isoformat(timespec="seconds"),
-        finished_at=clock.now().isoformat(timespec="seconds"),
-        duration_s=clock.monotonic() - started,
+        finished_at=finished_at.isoformat(timespec="seconds"),
+        duration_s=(finished_at - started_at).total_seconds(),
         options=config.public_options(),
         sending_s=send_report.seconds,
         aborted_because=send_report.aborted_because,
