@@ -74,10 +74,19 @@ def load_orders(
     raw = _read_bytes(path)
     _refuse_non_text(path, raw)
     text, used_encoding = _decode(path, raw, encoding)
+    # Files glued together by hand can carry a BOM twice; none belongs to the data.
+    text = text.lstrip("\ufeff")
     if not text.strip():
         raise InputError(f"{path} is empty: expected a header row with imp_uid and status.")
-    if delimiter is not None and len(delimiter) != 1:
-        raise InputError(f"--delimiter must be one character, not {delimiter!r}.")
+    if not text.splitlines()[0].strip():
+        raise InputError(
+            f"{path} starts with a blank line: the header row (imp_uid,status) must come first."
+        )
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '\r\n"'):
+        raise InputError(
+            f"--delimiter must be one character other than a quote or a line break, "
+            f"not {delimiter!r}."
+        )
     delimiter = delimiter or _sniff_delimiter(text)
     frame = _parse(path, text, delimiter)
     _refuse_repeated_headers(path, text, delimiter)
@@ -147,11 +156,19 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode text": UTF-16 with a BOM, tab-separated.
         try:
-            return raw.decode("utf-16"), "utf-16"
+            text = raw.decode("utf-16")
         except UnicodeDecodeError as error:
             raise InputError(
                 f"{path} starts like UTF-16 text but has undecodable bytes at offset {error.start}."
             ) from None
+        first_line = text.lstrip("\ufeff").split("\n", 1)[0]
+        if first_line.strip() and not re.search(r"[A-Za-z]", first_line):
+            # Random bytes after FF FE decode to something, but not to a header.
+            raise InputError(
+                f"{path} starts like UTF-16 text but its first line is not readable text; "
+                "it is not a CSV file."
+            )
+        return text, "utf-16"
     for candidate in AUTO_ENCODINGS:
         try:
             text = raw.decode(candidate)
@@ -167,7 +184,7 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
 
 def _sniff_delimiter(text: str) -> str:
     """The separator that makes the header line hold imp_uid and status; else the likeliest."""
-    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    header = text.splitlines()[0]
     for candidate in DELIMITERS:
         names = {_normalise(name.strip('"')) for name in header.split(candidate)}
         if set(REQUIRED_COLUMNS) <= names:
@@ -203,6 +220,11 @@ def _parse(path: Path, text: str, delimiter: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} has no header row: expected imp_uid and status.") from None
     except (pd.errors.ParserError, csv.Error) as error:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(error))
+        if unclosed:
+            # pandas counts records from 0 after the header: spreadsheet row = n + 1.
+            row = int(unclosed.group(1)) + 1
+            raise InputError(f'{path} row {row} opens a quote (") that is never closed.') from None
         ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
         if ragged:
             expected, row, saw = ragged.groups()
@@ -218,9 +240,12 @@ def _parse(path: Path, text: str, delimiter: str) -> pd.DataFrame:
 def _refuse_repeated_headers(path: Path, text: str, delimiter: str) -> None:
     # pandas renames a repeated header "status" to "status.1", so the second column would
     # be silently ignored; read the header line as it is written to catch that.
-    header = pd.read_csv(
-        io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, keep_default_na=False
-    )
+    try:
+        header = pd.read_csv(
+            io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, keep_default_na=False
+        )
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return  # nothing like a header to repeat; the column check says what is missing
     names = [_normalise(name) for name in header.iloc[0]] if len(header) else []
     seen = set()
     for name in names:

@@ -243,7 +243,9 @@ def write_failures(
 def _to_csv(table: pd.DataFrame, path: Path, encoding: str, **options: Any) -> None:
     # A character the chosen encoding lacks (an emoji in cp949) becomes "?" rather than
     # losing the whole report; UTF-8, the default, has every character.
-    table.to_csv(path, encoding=encoding, errors="replace", lineterminator="\n", **options)
+    # CRLF, as RFC 4180 and Excel have it: Python's csv writer quotes a cell holding any
+    # character of the line terminator, so a bare CR inside a value stays inside its cell.
+    table.to_csv(path, encoding=encoding, errors="replace", lineterminator="\r\n", **options)
 
 
 def neutralise_formulas(table: pd.DataFrame) -> pd.DataFrame:
