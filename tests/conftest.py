@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings
+
+# CI replays the same examples every time (a red build must mean a change broke something);
+# a developer's run explores new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 KST = timezone(timedelta(hours=9))
 API_URL = "https://api.iamport.test"

@@ -211,7 +211,12 @@ def _put(row: list[str], values: dict[int, str]) -> list[str]:
 
 def write_table(path: Path, header, records, delimiter, terminator, encoding) -> None:
     with path.open("w", encoding=encoding, newline="") as file:
-        writer = csv.writer(file, delimiter=delimiter, lineterminator=terminator)
+        # Python's csv writer quotes a cell only for the characters of its own line
+        # terminator: with "\n" a bare CR would go out unquoted and end the line for any
+        # reader. A spreadsheet quotes it; so does this test.
+        writer = csv.writer(
+            file, delimiter=delimiter, lineterminator=terminator, quoting=csv.QUOTE_ALL
+        )
         writer.writerow(header)
         writer.writerows(records)
 
