@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import respx
 from hypothesis import settings
 
 # CI replays the same examples every time (a red build must mean a change broke something);
@@ -153,3 +154,22 @@ def envelope(http_status: int, code: int, message: str | None, headers=None) -> 
 @pytest.fixture
 def iamport() -> FakeIamport:
     return FakeIamport()
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """A clean working folder and the environment a run against the fake API needs."""
+    monkeypatch.chdir(tmp_path)  # the default output folder reports/ lands in tmp_path
+    monkeypatch.setenv("IAMPORT_API_URL", API_URL)
+    monkeypatch.setenv("IMP_KEY", "key")
+    monkeypatch.setenv("IMP_SECRET", SECRET)
+    monkeypatch.delenv("IMP_TIER_CODE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def api(iamport):
+    """Route every request to api.iamport.test (any path) to the fake iamport."""
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
+        yield iamport

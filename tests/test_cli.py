@@ -8,32 +8,13 @@ import pandas as pd
 import pytest
 import respx
 from click.testing import CliRunner
-from conftest import API_URL, SECRET, envelope
+from conftest import SECRET, envelope
 
 from batch import __version__
 from batch.cli import cli
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 GOOD = "imp_uid,status\nimp_1,DELIVERY_START\nimp_2,CANCELED\nimp_3,구매확정\n"
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # default output folder reports/ lands in tmp_path
-    monkeypatch.setenv("IAMPORT_API_URL", API_URL)
-    monkeypatch.setenv("IMP_KEY", "key")
-    monkeypatch.setenv("IMP_SECRET", SECRET)
-    for name in ("IMP_TIER_CODE",):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def api(iamport):
-    """Route every request to api.iamport.test to the fake iamport."""
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
-        yield iamport
 
 
 def invoke(*args):

@@ -23,9 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import respx
 from click.testing import CliRunner
-from conftest import API_URL, SECRET
 
 from batch.cli import cli
 
@@ -312,24 +310,6 @@ def _params() -> list:
 
 
 # --- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IAMPORT_API_URL", API_URL)
-    monkeypatch.setenv("IMP_KEY", "key")
-    monkeypatch.setenv("IMP_SECRET", SECRET)
-    monkeypatch.delenv("IMP_TIER_CODE", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def api(iamport):
-    """Route every request to api.iamport.test to the fake iamport."""
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
-        yield iamport
 
 
 def invoke(*args: str):
