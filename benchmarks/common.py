@@ -191,9 +191,7 @@ def http_json(method: str, url: str, body: dict | None = None, timeout: float = 
         return json.loads(response.read())
 
 
-def start_sandbox(
-    scratch: Path, cpu: int | None, *options: str, name: str = "sandbox"
-) -> Server:
+def start_sandbox(scratch: Path, cpu: int | None, *options: str, name: str = "sandbox") -> Server:
     """`python -m batch sandbox` on a free 127.0.0.1 port, pinned to `cpu`, answering."""
     port = free_port()
     argv = [sys.executable, "-m", "batch", "sandbox", "--host", HOST, "--port", str(port)]
@@ -396,23 +394,23 @@ def sending_window(out_dir: Path) -> tuple[float, float] | None:
     return None if start is None else (start, end)
 
 
-def arrival_rate(out_dir: Path) -> float | None:
-    """Requests per second between the first and the last request's start, from the journal.
+def completion_rate(out_dir: Path) -> float | None:
+    """Rows finished per second between the first and the last row's answer, from the journal.
 
-    Each row's first request starts `elapsed_ms` before its `finished_at`; with one request
-    per row that is (rows - 1) intervals.
+    With one request per row and an answer that comes at once, this is the rate at which the
+    requests left. (A row's `elapsed_ms` cannot date its request: it counts from before the
+    row's wait for its rate-limit slot.)
     """
-    starts = []
+    finished = []
     with (out_dir / "journal.jsonl").open(encoding="utf-8") as journal:
         for line in journal:
             if '"outcome"' in line:
                 record = json.loads(line)
                 if record.get("type") == "outcome":
-                    finished = datetime.fromisoformat(record["finished_at"]).timestamp()
-                    starts.append(finished - (record.get("elapsed_ms") or 0) / 1000)
-    if len(starts) < 2:
+                    finished.append(datetime.fromisoformat(record["finished_at"]).timestamp())
+    if len(finished) < 2 or max(finished) == min(finished):
         return None
-    return (len(starts) - 1) / (max(starts) - min(starts))
+    return (len(finished) - 1) / (max(finished) - min(finished))
 
 
 def read_summary(out_dir: Path) -> dict:
@@ -439,12 +437,16 @@ class Goal:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def describe(self, unit: str = "") -> str:
-        unit = f" {unit}" if unit and unit != "x" else ("x" if unit == "x" else "")
+        unit = "x" if unit == "x" else f" {unit}" if unit else ""
+
+        def num(x: float) -> str:
+            return f"{x:.{self.digits}f}" if self.digits is not None else _num(x)
+
         if self.low is not None and self.high is not None:
-            return f"{_num(self.low)}..{_num(self.high)}{unit}"
+            return f"{num(self.low)}..{num(self.high)}{unit}"
         if self.low is not None:
-            return f">= {_num(self.low)}{unit}"
-        return f"<= {_num(self.high)}{unit}"
+            return f">= {num(self.low)}{unit}"
+        return f"<= {num(self.high)}{unit}"
 
 
 def at_least(x: float, digits: int | None = None) -> Goal:
@@ -615,3 +617,55 @@ def machine_info(wrk: str | None = None) -> dict:
 
 def raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so that SIGTERM, too, runs the finally blocks
+
+
+# ---------------------------------------------------------------------------------------
+# What a case gets to work with
+
+
+@dataclass
+class Context:
+    """The suite's settings and the means to start things pinned and bounded."""
+
+    runs: int
+    quick: bool
+    scratch: Path
+    server_cpu: int | None
+    client_cpu: int | None
+    log: Callable[[str], None] = print
+
+    def sandbox(self, *options: str) -> Server:
+        """A fresh sandbox (its own process, on the server CPU); stop it with `with`."""
+        return start_sandbox(self.scratch, self.server_cpu, *options)
+
+    def folder(self, name: str) -> Path:
+        """A new empty folder in the scratch space."""
+        path = self.scratch / f"{name}-{time.monotonic_ns()}"
+        path.mkdir(parents=True)
+        return path
+
+    def worker(self, kind: str, args: dict[str, Any], *, timeout: float) -> Measurement:
+        """`python -m benchmarks.workers KIND`, pinned to the client CPU."""
+        argv = [sys.executable, "-m", "benchmarks.workers", kind, json.dumps(args)]
+        return run_measured(argv, cpu=self.client_cpu, timeout=timeout, scratch=self.scratch)
+
+    def payco_batch(
+        self,
+        input_path: Path,
+        out_dir: Path,
+        *options: str,
+        api_url: str | None = None,
+        timeout: float,
+        expect: Iterable[int] = (0,),
+    ) -> Measurement:
+        """`python -m batch run INPUT --out OUT --no-progress [--api-url URL] OPTIONS`."""
+        argv = [sys.executable, "-m", "batch", "run", str(input_path), "--out", str(out_dir)]
+        argv += ["--no-progress", *(["--api-url", api_url] if api_url else []), *options]
+        return run_measured(
+            argv,
+            cpu=self.client_cpu,
+            timeout=timeout,
+            scratch=self.scratch,
+            env=SANDBOX_ENV,
+            expect=expect,
+        )

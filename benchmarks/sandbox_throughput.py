@@ -18,33 +18,36 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 from batch.sandbox.api import SANDBOX_KEY, SANDBOX_SECRET
 from batch.sandbox.audit import STATUS_PATH
+from benchmarks.common import (  # shared with the suite (python -m benchmarks)
+    HOST,
+    ROOT,
+    BenchmarkError,
+    Server,
+    choose_cpus,
+    free_port,
+    http_json,
+    machine_info,
+    pinned_to,
+    raise_interrupt,
+    stop_process,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"  # never anything else: nothing here is meant to be reachable
 GOAL = 8000.0  # requests/s, from the issue: the client, not the sandbox, must be the bottleneck
 WARMUP_SECONDS = 1
-STARTUP_TIMEOUT = 20.0
-STOP_TIMEOUT = 5.0
 STATUS_BODY = b'{"status":"DELIVERY_START"}'
 
 # The baseline: the least a Python ASGI app on uvicorn can do for the same request.
@@ -107,10 +110,6 @@ end
 """
 
 
-class BenchmarkError(Exception):
-    """The benchmark could not run; the message says why."""
-
-
 @dataclass
 class Run:
     target: str
@@ -124,100 +123,6 @@ class Run:
     @property
     def faults(self) -> int:
         return self.non_2xx + self.socket_errors
-
-
-# ---------------------------------------------------------------------------------------
-# Processes
-
-
-def pinned_to(cpu: int | None):
-    """A preexec_fn pinning the child to `cpu` (None: no pinning)."""
-    if cpu is None:
-        return None
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    return pin
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A server process on HOST:port, pinned to one CPU; `stop` always ends it."""
-
-    def __init__(self, name: str, argv: list[str], port: int, cpu: int | None, logs: Path):
-        self.name, self.argv, self.port, self.cpu = name, argv, port, cpu
-        self.url = f"http://{HOST}:{port}"
-        self._log_path = logs / f"{name}.log"
-        self._log = None
-        self.process: subprocess.Popen | None = None
-
-    def start(self, ready_path: str) -> Server:
-        self._log = self._log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=pinned_to(self.cpu),
-            start_new_session=True,  # Ctrl-C reaches this script only; it stops the server
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise BenchmarkError(
-                    f"the {self.name} exited with code {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                http_json("GET", self.url + ready_path, timeout=1.0)
-                return self
-            except (OSError, ValueError):
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"the {self.name} did not answer within {STARTUP_TIMEOUT:g} s:\n"
-                        f"{self.log()}"
-                    ) from None
-                time.sleep(0.05)
-
-    def log(self) -> str:
-        try:
-            return self._log_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """Terminate, wait, kill if need be; never leaves the process behind."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
-
-
-def http_json(method: str, url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,38 +175,6 @@ def parse_wrk(target: str, output: str) -> Run:
 
 # ---------------------------------------------------------------------------------------
 # Report
-
-
-def machine_info(wrk: str) -> dict:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    wrk_version = subprocess.run(
-        [wrk, "--version"], capture_output=True, text=True, timeout=10
-    ).stdout.splitlines()
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "uvicorn": version("uvicorn"),
-        "httptools": version("httptools"),
-        "uvloop": version("uvloop"),
-        "wrk": wrk_version[0].strip() if wrk_version else None,
-    }
 
 
 def check_stats(stats: dict, sent: int) -> list[str]:
@@ -369,18 +242,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.runs < 1 or args.duration < 1 or args.connections < 1:
         parser.error("--runs, --duration and --connections must be at least 1")
     return args
-
-
-def choose_cpus() -> tuple[int | None, int | None]:
-    """(server CPU, wrk CPU): two different ones when there are two."""
-    if not hasattr(os, "sched_setaffinity"):
-        print("warning: cannot pin processes to CPUs on this platform", file=sys.stderr)
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("warning: one CPU only: the servers and wrk share it", file=sys.stderr)
-        return cpus[0], cpus[0]
-    return cpus[0], cpus[1]
 
 
 def benchmark(args: argparse.Namespace, wrk: str, scratch: Path) -> dict:
@@ -513,10 +374,6 @@ def benchmark(args: argparse.Namespace, wrk: str, scratch: Path) -> dict:
     }
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # so that SIGTERM, too, runs the finally blocks
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = shutil.which("wrk")
@@ -527,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         with tempfile.TemporaryDirectory(prefix="sandbox-throughput-") as scratch:
             summary = benchmark(args, wrk, Path(scratch))

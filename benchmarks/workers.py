@@ -49,11 +49,17 @@ def payco(args: dict) -> dict:
 
     # Measurement only: wrap the two phases to time them; nothing else changes.
     async def timed_send_rows(*a, **k):
-        phases["send_start_wall"], phases["send_start_cpu"] = time.perf_counter(), time.process_time()
+        phases["send_start_wall"], phases["send_start_cpu"] = (
+            time.perf_counter(),
+            time.process_time(),
+        )
         try:
             return await send_rows(*a, **k)
         finally:
-            phases["send_end_wall"], phases["send_end_cpu"] = time.perf_counter(), time.process_time()
+            phases["send_end_wall"], phases["send_end_cpu"] = (
+                time.perf_counter(),
+                time.process_time(),
+            )
 
     def timed_write_reports(*a, **k):
         phases["reports_start_wall"], phases["reports_start_cpu"] = (
