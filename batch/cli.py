@@ -554,7 +554,7 @@ def _confirm(plan: Plan, yes: bool) -> None:
     if yes or not plan.rows_to_send or not config.changes_real_orders:
         return
     counts = ", ".join(f"{n} {s}" for s, n in plan.validation.status_counts().items() if n)
-    if not sys.stdin.isatty():
+    if not _stdin_is_a_terminal():
         raise ConfirmationRequired(
             f"this would change {plan.rows_to_send} real orders on {config.api_url} and there is "
             "no terminal to confirm it; pass --yes to run unattended."
@@ -562,5 +562,13 @@ def _confirm(plan: Plan, yes: bool) -> None:
     click.echo(
         f"About to change {plan.rows_to_send} orders on {config.api_url}: {counts}.", err=True
     )
-    if not click.confirm("Send them?", default=False, err=True):
+    try:
+        confirmed = click.confirm("Send them?", default=False, err=True)
+    except click.Abort:  # Ctrl-C or end of input at the prompt: a "no", not a crash
+        confirmed = False
+    if not confirmed:
         raise ConfirmationRequired("cancelled: nothing was sent.")
+
+
+def _stdin_is_a_terminal() -> bool:
+    return sys.stdin.isatty()

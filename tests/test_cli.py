@@ -352,3 +352,21 @@ def test_validate_exit_codes(env, write_csv):
     missing = invoke("validate", "missing.csv")
     assert missing.exit_code == 2
     assert missing.stderr == "payco-batch: error: missing.csv does not exist.\n"
+
+
+@pytest.mark.parametrize(("answer", "sent"), [("y\n", 3), ("n\n", 0), ("", 0)])
+def test_a_person_at_a_terminal_is_asked_before_real_orders_change(
+    env, api, write_csv, monkeypatch, answer, sent
+):
+    monkeypatch.setattr("batch.cli._stdin_is_a_terminal", lambda: True)
+    result = CliRunner().invoke(
+        cli, ["run", str(write_csv(GOOD)), "--rate", "0", "--out", "o"], input=answer
+    )
+    assert "About to change 3 orders on https://api.iamport.test" in result.stderr
+    assert len(api.status_requests) == sent
+    if sent:
+        assert result.exit_code == 0, result.output
+    else:  # "n", or the end of input (as Ctrl-C at the prompt): nothing sent, exit 2
+        assert result.exit_code == 2
+        assert "payco-batch: error: cancelled: nothing was sent." in result.stderr
+        assert "Aborted" not in result.output
