@@ -95,7 +95,12 @@ def load_orders(
     frame.index = pd.RangeIndex(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame), name="row")
     # A row with no value in any cell is a gap in the sheet, not a record: there is nothing
     # to send or report for it. It still counts for the numbering of the rows after it.
-    blank = (frame.apply(lambda column: column.str.strip()) == "").all(axis=1)
+    # Only rows without an imp_uid and a status can be blank: check the rest of those alone.
+    required = frame[[imp_uid_column, status_column]]
+    blank = (required.apply(lambda column: column.str.strip()) == "").all(axis=1)
+    if blank.any():
+        rest = frame.loc[blank]
+        blank[blank] = (rest.apply(lambda column: column.str.strip()) == "").all(axis=1)
     return OrdersFile(
         path=path,
         frame=frame[~blank],
