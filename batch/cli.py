@@ -189,7 +189,7 @@ def cli() -> None:
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder for the reports (must not exist or be empty). "
+    help="Folder for the reports: new, empty, or holding a run of this INPUT to resume. "
     "[default: reports/<YYYYMMDD-HHMMSS>-<input name>]",
 )
 @_input_options

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from batch.client import Credentials
+from batch.client import REAL_API_URL, Credentials
 from batch.errors import ConfigError
 from batch.safeguards import ErrorBudgetSpec
 
@@ -124,13 +124,10 @@ def check_api_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"--api-url must be an http or https URL such as {_EXAMPLE}, not {url!r}."
+            f"--api-url must be an http or https URL such as {REAL_API_URL}, not {url!r}."
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError("--api-url must hold only a scheme, a host, a port and a path.")
-
-
-_EXAMPLE = "https://api.iamport.kr"
 
 
 def is_loopback(url: str) -> bool:

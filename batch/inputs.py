@@ -246,12 +246,10 @@ def _refuse_repeated_headers(path: Path, text: str, delimiter: str) -> None:
     # pandas renames a repeated header "status" to "status.1", so the second column would
     # be silently ignored; read the header line as it is written to catch that.
     try:
-        header = pd.read_csv(
-            io.StringIO(text), sep=delimiter, header=None, nrows=1, dtype=str, keep_default_na=False
-        )
-    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    except csv.Error:
         return  # nothing like a header to repeat; the column check says what is missing
-    names = [_normalise(name) for name in header.iloc[0]] if len(header) else []
+    names = [_normalise(name) for name in header]
     seen = set()
     for name in names:
         if name in seen and name:

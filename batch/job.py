@@ -263,7 +263,7 @@ def _write_reports(
     )
     summary["exit_code"] = int(exit_code)
     summary["out_dir"] = str(plan.out_dir)
-    unfinished = summary["outcomes"]["not_sent"] or not contents_complete(contents)
+    unfinished = summary["outcomes"]["not_sent"] or not _complete(contents)
     summary["resume_command"] = (
         plan.resume_command if not config.dry_run and unfinished and exit_code != 0 else None
     )
@@ -275,7 +275,7 @@ def _write_reports(
     return RunResult(plan.out_dir, summary, exit_code)
 
 
-def contents_complete(contents: JournalContents) -> bool:
+def _complete(contents: JournalContents) -> bool:
     """No row in doubt and no row stopped before its retries were used up."""
     return not contents.in_doubt and all(
         record.get("final", True) for record in contents.outcomes.values()

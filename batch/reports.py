@@ -64,11 +64,11 @@ _SENT_FIELDS = (
     "api_code",
     "api_message",
     "applied_status",
-    "attempts",
     "rate_limited",
     "elapsed_ms",
     "finished_at",
 )
+# (A row's attempts come from the journal's intents, counted across runs, not from here.)
 MAX_EXAMPLES = 5
 
 _FORMULA_START = r"[=+\-@\t\r]"
