@@ -15,7 +15,9 @@ from batch.clock import Clock
 # After a throttle, the new rate is this share of the requests the server answered in the
 # last second (or of the current rate, if lower): just under the limit it showed.
 DECREASE = 0.9
-# One cut keeps at least this share of the rate in force.
+# With fewer answers than this in the last second, one cut keeps at least MAX_CUT of the
+# rate in force; with more, the count is taken as the server's limit.
+TRUSTED_ANSWERS = 10
 MAX_CUT = 0.5
 # Climb back by this many requests per second...
 INCREASE = 0.5
@@ -99,6 +101,9 @@ class RateLimiter:
             first = now if self._first_answer_at is None else self._first_answer_at
             elapsed = max(now - first, 0.05)
             cut = max(answered, self._answers_total / elapsed) * DECREASE
+        elif answered >= TRUSTED_ANSWERS:
+            # Enough answers in the last second to show the server's limit: go just under it.
+            cut = min(self._rate, answered) * DECREASE
         else:
             # A nearly empty window (the run just started, or just paused) says little about
             # the server's limit: never more than halve a known rate in one cut.

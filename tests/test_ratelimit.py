@@ -260,3 +260,13 @@ def test_the_rate_never_falls_below_the_floor():
         limiter.throttled(retry_after=1.0)
         clock.advance(1.0)
     assert limiter.rate == pytest.approx(0.5)
+
+
+def test_a_full_window_is_trusted_even_far_below_the_configured_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    for _ in range(30):  # the server let 30 through in the last second, far under --rate 100
+        limiter.succeeded()
+        clock.advance(0.01)
+    limiter.throttled(retry_after=1.0)
+    assert limiter.rate == pytest.approx(31 * 0.9)  # not merely halved to 50
