@@ -34,6 +34,7 @@ from batch.outcomes import (
 )
 from batch.ratelimit import RateLimiter
 from batch.retry import RETRYABLE_HTTP_STATUSES, parse_retry_after
+from batch.transport import open_transport
 
 REAL_API_URL = "https://api.iamport.kr"
 TOKEN_PATH = "/users/getToken"
@@ -89,7 +90,8 @@ def open_http_client(
 
     TLS certificates are always verified, redirects are never followed, and a request bound
     for any host but the api-url's is refused before it leaves: the Authorization header goes
-    nowhere else.
+    nowhere else. Requests go over aiohttp's connection pool (batch/transport.py says why)
+    unless the tests pass a `transport`.
     """
     host = httpx.URL(api_url).host
 
@@ -102,7 +104,7 @@ def open_http_client(
         timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         headers={"User-Agent": USER_AGENT},
-        transport=transport,
+        transport=transport or open_transport(connections=concurrency),
         verify=True,
         follow_redirects=False,
         event_hooks={"request": [only_to_the_api]},
@@ -196,8 +198,9 @@ class IamportClient:
             return Answer(
                 False, NETWORK, api_message=_describe(error), retryable=True, maybe_applied=True
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-        return classify_answer(response.status_code, response.content, status, retry_after)
+        return classify_answer(
+            response.status_code, response.content, status, self._retry_after(response)
+        )
 
     async def post(
         self, path: str, *, before_send: Callable[[], None] | None = None, **kwargs: Any
@@ -222,11 +225,15 @@ class IamportClient:
         # Tell the limiter how the server takes our pace: it slows the whole run down on a
         # 429 or 503 and speeds up again after a streak of other answers.
         if response.status_code in THROTTLE_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-            self._limiter.throttled(retry_after)
+            self._limiter.throttled(self._retry_after(response))
         else:
             self._limiter.succeeded()
         return response
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        header = response.headers.get("Retry-After")
+        # The wall clock is read only for a header that holds a date, which is rare.
+        return None if header is None else parse_retry_after(header, self._clock.now())
 
 
 class _TokenCache:

@@ -62,7 +62,8 @@ class Journal:
 
     def intent(self, row: int, attempt: int) -> None:
         """About to send a request for `row`: if no outcome follows, it may have landed."""
-        self._append({"type": "intent", "row": row, "attempt": attempt})
+        # Two ints: formatted directly, at a fraction of json.dumps' cost on the hot path.
+        self._write(f'{{"type": "intent", "row": {int(row)}, "attempt": {int(attempt)}}}\n')
 
     def record(self, outcome: RowOutcome) -> None:
         self._append(outcome.to_record())
@@ -79,9 +80,12 @@ class Journal:
             self.sync()
 
     def _append(self, record: dict[str, Any]) -> None:
+        self._write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _write(self, line: str) -> None:
         if self._file is None:
             raise RuntimeError("the journal is not open")
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(line)
         # Flushed per record: the OS has it even if this process dies the next instant.
         self._file.flush()
         self.sync_if_due()

@@ -170,6 +170,6 @@ def env(monkeypatch, tmp_path):
 @pytest.fixture
 def api(iamport):
     """Route every request to api.iamport.test (any path) to the fake iamport."""
-    with respx.mock(assert_all_called=False) as mock:
+    with respx.mock(using="httpx", assert_all_called=False) as mock:
         mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
         yield iamport

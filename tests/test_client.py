@@ -60,7 +60,7 @@ def change_one(client: IamportClient):
 
 @pytest.fixture
 def api():
-    with respx.mock(base_url=API_URL, assert_all_called=False) as router:
+    with respx.mock(using="httpx", base_url=API_URL, assert_all_called=False) as router:
         yield router
 
 
@@ -526,7 +526,7 @@ def test_token_refresh_after_401_also_waits_for_the_rate_limiter(api, clock):
 def test_the_http_client_refuses_any_host_but_the_api():
     async def main():
         async with open_http_client(API_URL, concurrency=1, timeout=1) as http:
-            with respx.mock(assert_all_called=False) as mock:
+            with respx.mock(using="httpx", assert_all_called=False) as mock:
                 route = mock.route()
                 with pytest.raises(httpx.UnsupportedProtocol, match="evil.example"):
                     await http.post("https://evil.example/users/getToken", json={})

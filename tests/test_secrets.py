@@ -48,7 +48,7 @@ def invoke(args, env=None):
 
 
 def mocked(iamport: FakeIamport):
-    mock = respx.mock(assert_all_called=False)
+    mock = respx.mock(using="httpx", assert_all_called=False)
     mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
     return mock
 
