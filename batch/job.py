@@ -7,9 +7,10 @@ plan and ask before anything is sent; `execute` sends, journals and writes the r
 from __future__ import annotations
 
 import asyncio
+import gc
 import shlex
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -196,18 +197,19 @@ def execute(
 
         if not config.dry_run and plan.rows_to_send:
             try:
-                send_report = asyncio.run(
-                    _send(
-                        plan,
-                        target,
-                        clock,
-                        journal,
-                        record,
-                        transport,
-                        backoff or BackoffPolicy(),
-                        stop,
+                with _garbage_collection_of_new_objects_only():
+                    send_report = asyncio.run(
+                        _send(
+                            plan,
+                            target,
+                            clock,
+                            journal,
+                            record,
+                            transport,
+                            backoff or BackoffPolicy(),
+                            stop,
+                        )
                     )
-                )
             except KeyboardInterrupt:
                 interrupted = True
         if send_report.stopped_because is not None:
@@ -295,6 +297,23 @@ class _Target:
         return cls(
             sandbox.url, Credentials(SANDBOX_KEY, SANDBOX_SECRET), f"sandbox ({sandbox.url})"
         )
+
+
+@contextmanager
+def _garbage_collection_of_new_objects_only() -> Iterator[None]:
+    """While sending, the collector skips what was made before (the input, the libraries).
+
+    A full collection walks every object in the process and stops the event loop meanwhile:
+    measured at --rate 200, one took 21 ms and the requests waiting behind it left together,
+    so the server counted 204 in one second. Frozen objects are never collected, so the
+    garbage made so far is collected first.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _sandbox() -> BackgroundSandbox:

@@ -37,8 +37,16 @@ class RateLimiter:
     Each caller reserves the next free slot at the moment it asks, then sleeps until that
     slot. Slots are spaced exactly one interval apart from the previous *reservation*, not
     from when the previous caller woke up, so a late wake-up is not carried forward into
-    every later slot. With slots one interval apart, no 1-second window holds more than
-    rate + 1 of them. A rate of 0 or None means no limit until the server throttles.
+    every later slot and the average rate stays on target.
+
+    Slots one interval apart put at most rate + 1 in any 1-second window, but requests leave
+    when their callers wake, and a stalled event loop (a garbage collection, a burst of
+    answers to parse) wakes several late callers at once: at --rate 200 the server counted
+    up to 205 requests in one second. So a second rule caps what actually leaves: a caller
+    also waits until the request rate + 1 places before its own left at least a second ago.
+    In steady state that request left 1 + 1/rate seconds ago, so the rule costs nothing; it
+    only holds back a bunch of late wake-ups. A rate of 0 or None means no limit until the
+    server throttles.
     """
 
     def __init__(self, rate: float | None, clock: Clock) -> None:
@@ -56,6 +64,8 @@ class RateLimiter:
         self._first_answer_at: float | None = None
         self.cuts = 0
         self.lowest_rate: float | None = None
+        # When the last rate + 1 requests left: the window rule's memory.
+        self._sent: deque[float] = deque(maxlen=_window_size(self._rate))
 
     @property
     def rate(self) -> float | None:
@@ -76,10 +86,33 @@ class RateLimiter:
                 self._next_slot = slot + 1.0 / self._rate
             if slot > now:
                 await self._clock.sleep(slot - now)
+            now = self._clock.monotonic()
             # A pause that began while this caller slept (another worker's 429) holds it too:
             # it queues again behind the pause rather than sending into it.
-            if self._paused_until <= self._clock.monotonic():
-                return
+            if self._paused_until > now:
+                continue
+            # Decided the moment this caller wakes, with nothing awaited in between, so that
+            # callers woken together each see the departures of those before them.
+            ready = max(now, slot)
+            leave = self._reserve_departure(ready)
+            if leave > ready:
+                await self._clock.sleep(leave - ready)
+                if self._paused_until > self._clock.monotonic():
+                    continue
+            return
+
+    def _reserve_departure(self, earliest: float) -> float:
+        """The time a request ready at `earliest` may leave: rate + 1 per second at most."""
+        sent = self._sent
+        if not sent.maxlen:
+            return earliest
+        leave = earliest
+        if sent:
+            leave = max(leave, sent[-1])  # in order, so sent[0] is always rate + 1 places back
+        if len(sent) == sent.maxlen:
+            leave = max(leave, sent[0] + 1.0)
+        sent.append(leave)
+        return leave
 
     def throttled(self, retry_after: float | None) -> None:
         """The server said slow down (429 or 503): pause everyone, and cut the rate once.
@@ -108,7 +141,7 @@ class RateLimiter:
             # A nearly empty window (the run just started, or just paused) says little about
             # the server's limit: never more than halve a known rate in one cut.
             cut = max(min(self._rate, answered) * DECREASE, self._rate * MAX_CUT)
-        self._rate = max(MIN_RATE, cut)
+        self._set_rate(max(MIN_RATE, cut))
         self._cut_allowed_from = now + max(retry_after or 0.0, CUT_PERIOD)
         self.cuts += 1
         self.lowest_rate = min(self.lowest_rate or math.inf, self._rate)
@@ -120,8 +153,14 @@ class RateLimiter:
             return
         self._streak += 1
         if self._streak >= max(1.0, self._rate * STREAK_SECONDS):
-            self._rate = min(self._ceiling, self._rate + INCREASE)
+            self._set_rate(min(self._ceiling, self._rate + INCREASE))
             self._streak = 0
+
+    def _set_rate(self, rate: float) -> None:
+        self._rate = rate
+        size = _window_size(rate)
+        if size != self._sent.maxlen:
+            self._sent = deque(self._sent, maxlen=size)  # keeps the latest departures
 
     def _answered(self, now: float) -> int:
         """Note an answer; return how many came in the last second, this one included."""
@@ -133,3 +172,8 @@ class RateLimiter:
         while answers[0] <= now - 1.0:
             answers.popleft()
         return len(answers)
+
+
+def _window_size(rate: float) -> int:
+    """How many requests may leave within one second at `rate`: rate + 1 (0: no window)."""
+    return 0 if math.isinf(rate) else math.floor(rate) + 1
