@@ -19,7 +19,7 @@ taken per run against the baseline measured in that run, and their median report
 
 `--quick` runs small sizes (and one run unless --runs says otherwise): a smoke test of the
 suite, not figures to quote. Exit code: 0 every goal met, 1 some goal missed, 2 a case
-could not run, 130 interrupted. Needs Linux (CPU pinning, /proc) and, for case b, aiohttp.
+could not run, 130 interrupted. Needs Linux (CPU pinning, /proc).
 """
 
 from __future__ import annotations

@@ -606,9 +606,16 @@ def machine_info(wrk: str | None = None) -> dict:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
     }
-    for package in ("payco-batch", "uvicorn", "httptools", "uvloop", "httpx", "httpcore"):
-        info[package] = version(package)
-    for package in ("pandas", "aiohttp"):
+    for package in (
+        "payco-batch",
+        "uvicorn",
+        "httptools",
+        "uvloop",
+        "httpx",
+        "httpx-aiohttp",
+        "aiohttp",
+        "pandas",
+    ):
         info[package] = version(package)
     if wrk:
         info["wrk"] = wrk_version

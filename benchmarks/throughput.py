@@ -7,7 +7,7 @@ A sandbox with no latency, 20,000 fresh PAID rows, no rate limit, concurrency 50
   CPU time, and the whole run (load, validation, journal, reports) as well;
 - a bare httpx loop through `batch.client.open_http_client` (same limits and transport), 50
   asyncio workers doing only the POSTs with a fixed token;
-- a bare aiohttp loop, the same way (needs `pip install aiohttp`).
+- a bare aiohttp loop, the same way (aiohttp is installed with payco-batch, under httpx).
 
 Each against a fresh sandbox, in turn, in every run. Goals: payco-batch's requests/s at
 least 0.9 of bare httpx's; its CPU per row at most 1.2 times bare httpx's CPU per request.
@@ -15,8 +15,6 @@ payco-batch over bare aiohttp is reported without a goal.
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 from benchmarks.common import (
     BenchmarkError,
@@ -37,8 +35,6 @@ ROWS = {"full": 20000, "quick": 500}
 
 
 def run(ctx: Context) -> CaseResult:
-    if importlib.util.find_spec("aiohttp") is None:
-        raise BenchmarkError("case b needs aiohttp for its aiohttp baseline: pip install aiohttp")
     rows = ROWS["quick" if ctx.quick else "full"]
     result = CaseResult(
         CASE,

@@ -170,6 +170,8 @@ def env(monkeypatch, tmp_path):
 @pytest.fixture
 def api(iamport):
     """Route every request to api.iamport.test (any path) to the fake iamport."""
+    # using="httpx" everywhere in the tests: respx's default patches httpcore's pool, which
+    # the client's aiohttp-backed transport never calls; "httpx" mocks at the client.
     with respx.mock(using="httpx", assert_all_called=False) as mock:
         mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
         yield iamport
