@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
 import pytest
+import trustme
 
 from batch.client import Credentials, IamportClient, open_http_client
 from batch.clock import SystemClock
@@ -200,3 +202,32 @@ def test_a_connector_error_stays_a_connect_error():
     translated.__cause__ = refused
 
     assert type(as_httpx_error(translated, REQUEST)) is httpx.ConnectError
+
+
+def test_a_server_whose_certificate_is_not_trusted_is_refused_before_anything_is_sent():
+    """TLS is always verified (against certifi's roots): a self-made CA is not enough."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    received: list[bytes] = []
+
+    async def serve(reader, writer):
+        try:
+            received.append(await read_request(reader))
+        except (asyncio.IncompleteReadError, ssl.SSLError, ConnectionError):
+            pass  # the client gave up during the handshake, as it should
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with open_http_client(f"https://127.0.0.1:{port}", concurrency=1, timeout=5) as h:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await h.post("/payco/orders/status/imp_1", json={"status": "X"})
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+    assert received == []
