@@ -34,6 +34,7 @@ from batch.errors import (
 )
 from batch.exit_codes import ExitCode
 from batch.job import Plan, check_file, execute, prepare
+from batch.journal import JOURNAL_NAME
 from batch.resume import DoubleSubmissionError, input_of
 from batch.runner import StopSignal
 from batch.safeguards import ErrorBudgetSpec, parse_deadline, parse_duration
@@ -359,6 +360,7 @@ def _run_job(
     if verbose:
         terminal.log_requests()
     stop = StopSignal()
+    plan = None
     try:
         plan = prepare(config)
         terminal.show_invalid_rows(plan)
@@ -387,6 +389,18 @@ def _run_job(
             result = execute(plan, on_outcome=on_outcome, stop=stop)
     except PaycoBatchError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        # Ctrl-C while loading, or once more while the reports were being written.
+        journal = plan.out_dir / JOURNAL_NAME if plan is not None else None
+        if journal is not None and journal.exists():
+            click.echo(
+                "\npayco-batch: interrupted before the reports were complete; the journal "
+                f"keeps every row's fate: payco-batch resume {plan.out_dir}",
+                err=True,
+            )
+        else:
+            click.echo("\npayco-batch: interrupted: nothing was sent.", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
     summary = result.summary
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -210,7 +210,9 @@ def execute(
                             stop,
                         )
                     )
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                # A second Ctrl-C: the sending was cancelled (StopSignal.quit_now), or the
+                # interrupt landed while the loop was not running.
                 interrupted = True
         if send_report.stopped_because is not None:
             if stop.aborting:

@@ -26,14 +26,17 @@ Row = tuple[int, str, str]
 class StopSignal:
     """A request to stop starting rows (Ctrl-C, SIGTERM...), safe to raise from a signal handler.
 
-    Rows in flight finish; rows waiting to retry give up their wait at once.
+    Rows in flight finish; rows waiting to retry give up their wait at once. `quit_now` (a
+    second Ctrl-C) abandons the rows in flight too.
     """
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.aborting = False  # stopped by a safeguard (exit 3), not by the operator (130)
+        self.quitting = False  # the requests in flight were abandoned
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
     def stop(self, reason: str, *, abort: bool = False) -> None:
         if self.reason is None:
@@ -42,9 +45,28 @@ class StopSignal:
         if self._loop is not None and self._event is not None:
             self._loop.call_soon_threadsafe(self._event.set)
 
+    def quit_now(self) -> bool:
+        """Abandon the requests in flight: cancel the sending task (from a signal handler).
+
+        Cancelling rather than raising KeyboardInterrupt in whatever code the signal lands in
+        lets every task end cleanly (asyncio would otherwise report the KeyboardInterrupt
+        as a task's never-retrieved exception, with a traceback). Returns False when no
+        event loop is running, i.e. nothing is being sent: the caller then raises
+        KeyboardInterrupt itself.
+        """
+        loop, task = self._loop, self._task
+        if loop is None or not loop.is_running():
+            return False
+        self.quitting = True
+        if task is not None and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+        return True
+
     def bind(self) -> None:
-        """Attach to the running event loop, so that `stop` can wake sleepers."""
+        """Attach to the running event loop and task, so that `stop` can wake sleepers and
+        `quit_now` can cancel the sending."""
         self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
         self._event = asyncio.Event()
         if self.reason is not None:
             self._event.set()

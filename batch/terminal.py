@@ -60,7 +60,9 @@ def stop_on_signals(stop: StopSignal) -> Iterator[None]:
 
     def handle(signum: int, frame: object) -> None:
         if stop.reason is not None:
-            raise KeyboardInterrupt
+            if not stop.quit_now():
+                raise KeyboardInterrupt  # not sending (writing the reports): stop right here
+            return
         stop.stop(f"{signal.Signals(signum).name} received")
         click.echo(
             "\npayco-batch: stopping: finishing the requests in flight "

@@ -189,6 +189,39 @@ def test_interrupt_exits_130_and_reports_every_row(env, api, write_csv):
     assert "to finish the run: payco-batch resume out" in result.stderr
 
 
+def test_an_interrupt_while_the_reports_are_written_exits_130_with_the_resume_command(
+    env, api, write_csv, monkeypatch
+):
+    """A second Ctrl-C after sending ended: the journal is complete, the reports are not."""
+
+    def reports_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("batch.job._write_reports", reports_interrupted)
+        result = invoke("run", str(write_csv(GOOD)), "--yes", "--rate", "0", "--out", "out")
+    assert result.exit_code == 130
+    assert "keeps every row's fate: payco-batch resume out" in result.stderr
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert len(api.status_requests) == 3 and (env / "out" / "journal.jsonl").exists()
+
+    resumed = invoke("resume", "out")
+    assert resumed.exit_code == 0, resumed.output
+    assert list(results_of(env / "out")["outcome"]) == ["succeeded"] * 3
+    assert len(api.status_requests) == 3  # nothing sent twice
+
+
+def test_an_interrupt_while_loading_exits_130_having_sent_nothing(env, api, write_csv, monkeypatch):
+    def loading_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("batch.job.load_orders", loading_interrupted)
+    result = invoke("run", str(write_csv(GOOD)), "--yes", "--out", "out")
+    assert result.exit_code == 130
+    assert "interrupted: nothing was sent." in result.stderr
+    assert api.status_requests == [] and not (env / "out").exists()
+
+
 def test_json_prints_the_summary(env, api, write_csv):
     result = invoke("run", str(write_csv(GOOD)), "--yes", "--rate", "0", "--json", "--out", "o")
     assert result.exit_code == 0

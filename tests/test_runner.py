@@ -191,3 +191,49 @@ def test_a_stop_during_backoff_ends_the_row_as_not_final(iamport, clock):
     assert outcomes[2].outcome == "failed" and outcomes[2].final is False
     assert outcomes[2].attempts == 1  # no retry after the stop
     assert 3 not in outcomes
+
+
+def test_quit_now_abandons_the_requests_in_flight_without_inventing_outcomes(clock):
+    """A second Ctrl-C: the sending is cancelled; rows in flight keep their intent only."""
+    stop = StopSignal()
+    in_flight: list[str] = []
+
+    async def never_answers(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/users/getToken":
+            token = {"access_token": "t", "now": 0, "expired_at": 1800}
+            return httpx.Response(200, json={"code": 0, "message": None, "response": token})
+        in_flight.append(request.url.path)
+        if len(in_flight) == 2:  # both workers are waiting on an answer
+            stop.stop("SIGINT received")
+            assert stop.quit_now()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    intents, outcomes = [], []
+
+    async def go():
+        transport = httpx.MockTransport(never_answers)
+        async with open_http_client(API_URL, concurrency=2, timeout=5, transport=transport) as h:
+            client = IamportClient(h, Credentials("key", SECRET), RateLimiter(0, clock), clock)
+            await send_rows(
+                rows_for("imp_1", "imp_2", "imp_3"),
+                client,
+                concurrency=2,
+                max_attempts=3,
+                backoff=BackoffPolicy(rng=random.Random(1)),
+                clock=clock,
+                record=outcomes.append,
+                intent=lambda row, attempt: intents.append(row),
+                stop=stop,
+            )
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(go())
+    assert stop.quitting
+    assert intents == [2, 3] and outcomes == []  # sent, fate unknown: the journal says so
+    assert in_flight == ["/payco/orders/status/imp_1", "/payco/orders/status/imp_2"]
+
+
+def test_quit_now_outside_a_running_loop_leaves_it_to_the_caller():
+    stop = StopSignal()
+    assert stop.quit_now() is False and not stop.quitting
