@@ -219,7 +219,7 @@ def write_results(
     orders: OrdersFile, results: pd.DataFrame, path: Path, encoding: str = CSV_ENCODING
 ) -> None:
     """results.csv: row, the input's columns as read, then RESULT_COLUMNS; no cell a formula."""
-    inputs = orders.frame.rename(
+    inputs = orders.read_all().rename(
         columns={c: f"input_{c}" for c in orders.columns if c in {"row", *RESULT_COLUMNS}}
     )
     table = pd.concat([inputs, results[list(RESULT_COLUMNS)]], axis=1)
@@ -235,7 +235,7 @@ def write_failures(
     The input's values are kept raw, not neutralised, so that the fixed file can be fed back.
     """
     failed = ~results["_counts_as_succeeded"]
-    table = orders.frame[failed].copy()
+    table = orders.read_all()[failed].copy()
     table["reason"] = results.loc[failed, "reason"]
     _to_csv(table, path, encoding, index=False)
 

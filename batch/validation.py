@@ -94,12 +94,9 @@ class Validation:
 def validate_orders(orders: OrdersFile) -> Validation:
     """Judge every row of `orders`: its imp_uid, its status, and repeats of the same imp_uid."""
     source = orders.frame
-    imp_uid = _trim(source[orders.imp_uid_column])
-    status_text = _trim(source[orders.status_column])
-    status = status_text.str.upper().map(_STATUS_LOOKUP)
-
-    bad_imp_uid = ~imp_uid.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
-    bad_status = status.isna()
+    imp_uid, bad_imp_uid = _check_imp_uids(source[orders.imp_uid_column])
+    status_text, status = _read_statuses(source[orders.status_column])
+    bad_status = status == ""
 
     # Reasons are built for the bad rows only: on a clean million-row file that is none.
     reason = pd.Series("", index=source.index, dtype=object)
@@ -121,16 +118,47 @@ def validate_orders(orders: OrdersFile) -> Validation:
     frame = pd.DataFrame(
         {
             "imp_uid": imp_uid,
-            "status": status.fillna(""),
+            "status": status,
             "verdict": SEND,
             "reason": reason,
             "duplicate_of": 0,
         },
         index=source.index,
+        copy=False,  # the columns above are this frame's alone; a million rows: 16 MB less
     )
     frame.loc[bad_imp_uid | bad_status, "verdict"] = INVALID
     _mark_repeats(frame)
     return Validation(frame)
+
+
+def _check_imp_uids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The imp_uids trimmed, and which of them are malformed."""
+    # A value that matches as it is has nothing to trim: only the others are trimmed and
+    # matched again (trimming all of a million ids took a fifth of validation's time).
+    good = values.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    if good.all():
+        return values, ~good
+    retry = ~good
+    trimmed = values.copy()
+    trimmed[retry] = _trim(values[retry])
+    good[retry] = trimmed[retry].str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    return trimmed, ~good
+
+
+def _read_statuses(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The statuses trimmed, and their codes ("" where unreadable).
+
+    A file holds a handful of distinct status texts however many rows: each is trimmed and
+    looked up once, not once per row (a third of validation's time on a million rows).
+    """
+    codes, texts = pd.factorize(values)
+    trimmed = _trim(pd.Series(texts, dtype=object))
+    found = trimmed.str.upper().map(_STATUS_LOOKUP).fillna("")
+    index = values.index
+    return (
+        pd.Series(trimmed.to_numpy(dtype=object).take(codes), index=index, dtype=object),
+        pd.Series(found.to_numpy(dtype=object).take(codes), index=index, dtype=object),
+    )
 
 
 def _trim(values: pd.Series) -> pd.Series:
@@ -150,11 +178,11 @@ def _mark_repeats(frame: pd.DataFrame) -> None:
     The same imp_uid with different statuses: every row of it is invalid, because rows are
     sent concurrently and nothing would decide which status lands last.
     """
-    candidates = frame[frame["verdict"] == SEND]
-    repeated = candidates[candidates["imp_uid"].duplicated(keep=False)]
-    if repeated.empty:
+    candidates = frame.loc[frame["verdict"] == SEND, "imp_uid"]
+    repeated = candidates.duplicated(keep=False)
+    if not repeated.any():
         return
-    rows = repeated.reset_index()
+    rows = frame.loc[repeated.index[repeated], ["imp_uid", "status"]].reset_index()
     groups = rows.groupby("imp_uid", sort=False)
     conflicting = groups["status"].transform("nunique") > 1
 
