@@ -160,11 +160,21 @@ class JournalContents:
     def column(self, name: str) -> pd.Series:
         """One of ANSWER_FIELDS for every row (missing where no outcome), as a Categorical."""
         codes, categories = pd.factorize(self.answers[name])
-        row_codes = np.full(len(self.rows), -1, dtype=codes.dtype)
+        # The smallest integers that hold the codes: from_codes would copy anything larger.
+        dtype = np.int8 if len(categories) < 127 else np.int32
+        row_codes = np.full(len(self.rows), -1, dtype=dtype)
         answered = self.answered
-        row_codes[answered] = codes.take(self.answer[answered])
+        row_codes[answered] = codes.astype(dtype).take(self.answer[answered])
         values = pd.Categorical.from_codes(row_codes, categories)
         return pd.Series(values, index=self.rows, name=name)
+
+    def values(self, name: str, missing: Any) -> np.ndarray:
+        """One of ANSWER_FIELDS for every row as a numpy array, `missing` where no outcome."""
+        table = self.answers[name].to_numpy()
+        values = np.full(len(self.rows), missing, dtype=table.dtype)
+        answered = self.answered
+        values[answered] = table.take(self.answer[answered])
+        return values
 
     def finished_at(self, positions: slice | np.ndarray = slice(None)) -> np.ndarray:
         """finished_at of the rows at `positions` (of `rows`), "" where no outcome."""
@@ -302,7 +312,7 @@ class _Reader:
         self._place_outcomes()
         answers = pd.DataFrame.from_records(list(self.answer_codes), columns=list(ANSWER_FIELDS))
         contents.answers = answers.astype(
-            {"http_status": "Int64", "api_code": "Int64", "rate_limited": int}
+            {"http_status": "Int64", "api_code": "Int64", "rate_limited": np.int32}
         ).astype({"final": bool, "resent": bool})
         contents.in_doubt = {row for row in self.in_doubt if row in self.rows}
         contents._finished = (

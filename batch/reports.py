@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from batch import __version__
+from batch.coding import categorical, factorize
 from batch.errors import InputError
 from batch.inputs import OrdersFile
 from batch.journal import JournalContents
@@ -60,9 +63,13 @@ RESULT_COLUMNS = (
     "reason",
 )
 MAX_EXAMPLES = 5
+# Input rows read again and written at a time: the memory a chunk takes while it is written
+# (about 12 MB for 20,000 rows of the benchmark's file) adds to the run's peak.
+WRITE_CHUNK_ROWS = 20_000
 
 _FORMULA_START = r"[=+\-@\t\r]"
 _FORMULA_CHARACTERS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_LINE = re.compile("\n" + _FORMULA_START)
 _PLAIN_NUMBER = r"[+-]?[0-9]+(?:[.,][0-9]+)*"
 
 UNKNOWN_NOTE = "; the request may have been applied: check the order before sending it again"
@@ -148,7 +155,7 @@ def build_results(
 
     error_kind = _text_or_blank(journal.column("error_kind"), answered)
     error_kind = error_kind.cat.add_categories([VALIDATION]).mask(outcome == INVALID, VALIDATION)
-    resent = journal.column("resent").astype(object).fillna(False).astype(bool)
+    resent = journal.values("resent", False)
     results = pd.DataFrame(
         {
             "outcome": outcome,
@@ -159,11 +166,11 @@ def build_results(
             "applied_status": _text_or_blank(journal.column("applied_status"), answered),
             "attempts": journal.intents,
             "resent": resent | (in_doubt & (journal.runs > 1)),
-            "elapsed_ms": np.where(answered, journal.elapsed_ms, np.nan),
+            "elapsed_ms": _where(answered, journal.elapsed_ms, np.nan),
             "reason": _reasons(
                 frame, journal, outcome, original_outcome, in_doubt, not_sent_reason
             ),
-            "rate_limited": journal.column("rate_limited").astype(float).fillna(0).astype(np.int32),
+            "rate_limited": journal.values("rate_limited", 0),
             "_answered": answered,
             "_requested_status": frame["status"],
             "_counts_as_succeeded": counts_as_succeeded,
@@ -174,6 +181,11 @@ def build_results(
         copy=False,
     )
     return results
+
+
+def _where(keep: np.ndarray, values: np.ndarray, other: Any) -> np.ndarray:
+    """`values` where `keep`, `other` elsewhere: the same array when that changes nothing."""
+    return values if keep.all() else np.where(keep, values, other)
 
 
 def _text_or_blank(values: pd.Series, keep: np.ndarray) -> pd.Series:
@@ -253,7 +265,7 @@ def write_reports(
         _replacing(failures_path, encoding) as failures_file,
     ):
         done = 0
-        for chunk in orders.chunks():
+        for chunk in orders.chunks(WRITE_CHUNK_ROWS):
             rows = slice(done, done + len(chunk))
             part = results.iloc[rows]
             if not part.index.equals(chunk.index):
@@ -277,12 +289,19 @@ def _result_columns(part: pd.DataFrame, journal: JournalContents, rows: slice) -
 
 @contextmanager
 def _replacing(path: Path, encoding: str) -> Iterator[TextIO]:
-    """A file written under a temporary name and put in place whole, or not at all."""
+    """A text file written under a temporary name and put in place whole, or not at all."""
     partial = path.with_name(path.name + ".partial")
+    bom = codecs.lookup(encoding).name == "utf-8-sig"
     try:
         # A character the chosen encoding lacks (an emoji in cp949) becomes "?" rather than
-        # losing the whole report; UTF-8, the default, has every character.
-        with partial.open("w", encoding=encoding, errors="replace", newline="") as file:
+        # losing the whole report; UTF-8, the default, has every character. The BOM is
+        # written by hand: Python encodes "utf-8" in C but calls the "utf-8-sig" codec once
+        # per line written, 0.7 s for a million rows (measured).
+        with partial.open(
+            "w", encoding="utf-8" if bom else encoding, errors="replace", newline=""
+        ) as file:
+            if bom:
+                file.write("\ufeff")
             yield file
         os.replace(partial, path)
     finally:
@@ -327,14 +346,28 @@ def neutralise_formulas(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _neutralised(values: pd.Series) -> pd.Series:
-    text = values.astype(str)
-    # startswith first: a regex over every cell took 5 times as long (measured).
-    risky = text.str.startswith(_FORMULA_CHARACTERS).fillna(False).astype(bool)
-    risky &= values.notna()
-    if not risky.any():
+    cells = values.to_numpy(dtype=object)
+    try:
+        # The whole column in one string, searched for a line that starts like a formula:
+        # 20 times as fast as looking at each cell (measured), and nearly every column has
+        # none. A match may be inside a multi-line cell: the cells are then looked at one
+        # by one.
+        if not _FORMULA_LINE.search("\n" + "\n".join(cells)):
+            return values
+    except TypeError:
+        pass  # not text only
+    risky = [
+        i
+        for i, cell in enumerate(cells)
+        if isinstance(cell, str)
+        and cell.startswith(_FORMULA_CHARACTERS)
+        and not re.fullmatch(_PLAIN_NUMBER, cell)
+    ]
+    if not risky:
         return values
-    risky[risky] = ~text[risky].str.fullmatch(_PLAIN_NUMBER).fillna(False).astype(bool)
-    return values.where(~risky, "'" + text)
+    cells = cells.copy()
+    cells[risky] = ["'" + cell for cell in cells[risky]]
+    return pd.Series(cells, index=values.index, dtype=values.dtype)
 
 
 def summarize(
@@ -389,53 +422,75 @@ def summarize(
 
 def _by_status(results: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Rows per requested status code, broken down by outcome; unreadable statuses apart."""
-    # Categoricals: a handful of statuses and outcomes, cross-tabulated in one pass.
-    requested = pd.Categorical(results["_requested_status"]).rename_categories(
-        lambda status: status or "(invalid status)"
-    )
-    table = pd.crosstab(requested, results["outcome"])
+    requested = results["_requested_status"]
+    if not isinstance(requested.dtype, pd.CategoricalDtype):
+        requested = categorical(requested)
+    statuses = [status or "(invalid status)" for status in requested.cat.categories]
+    # Counted on the Categoricals' codes: pandas' crosstab hashed a million rows (60 MB).
+    pairs = requested.cat.codes.to_numpy(np.int64) * len(OUTCOMES) + results[
+        "outcome"
+    ].cat.codes.to_numpy(np.int64)
+    table = np.bincount(pairs, minlength=len(statuses) * len(OUTCOMES))
+    table = table.reshape(len(statuses), len(OUTCOMES))
     by_status = {}
     for status in [*STATUS_CODES, "(invalid status)"]:
-        if status not in table.index:
+        if status not in statuses or not table[statuses.index(status)].sum():
             continue
-        row = table.loc[status]
+        row = table[statuses.index(status)]
         by_status[status] = {"rows": int(row.sum())} | {
-            name: int(row[name]) for name in OUTCOMES if name in row and row[name]
+            name: int(count) for name, count in zip(OUTCOMES, row, strict=True) if count
         }
     return by_status
 
 
 def _failure_groups(results: pd.DataFrame, failed: pd.Series) -> dict[str, list[dict[str, Any]]]:
-    failures = results.loc[failed, ["outcome", "error_kind", "api_message", "reason", "_imp_uid"]]
-    error_kind = failures["error_kind"].astype(object)
-    kind = error_kind.where(error_kind != "", failures["outcome"].astype(object))
+    # Categoricals over every row, the failed ones picked by a mask: copying the text of a
+    # million failed rows (a dry run's) took 35 MB (measured).
+    kind = _first_of(results["error_kind"], results["outcome"])
     # API failures group by iamport's own message; the tool's own reasons by the rule, not
-    # by the row's particulars, so that one rule makes one group. Each distinct reason is
-    # made general once (a dry run of a million rows has one).
-    codes, reasons = pd.factorize(failures["reason"])
-    generic = pd.Series(reasons, dtype=object)
-    for particular, general in _PARTICULARS:
-        generic = generic.str.replace(particular, general, regex=True)
-    generic = pd.Series(generic.to_numpy(dtype=object).take(codes), index=failures.index)
-    api_message = failures["api_message"].astype(object)
-    message = api_message.where(api_message != "", generic)
+    # by the row's particulars, so that one rule makes one group.
+    message = _first_of(results["api_message"], _general_reasons(results["reason"]))
+    failed_rows = failed.to_numpy()
     return {
-        "by_error_kind": _groups(kind, failures["_imp_uid"], "error_kind"),
-        "by_message": _groups(message, failures["_imp_uid"], "message"),
+        "by_error_kind": _groups(kind, failed_rows, results["_imp_uid"], "error_kind"),
+        "by_message": _groups(message, failed_rows, results["_imp_uid"], "message"),
     }
 
 
-def _groups(keys: pd.Series, imp_uids: pd.Series, name: str) -> list[dict[str, Any]]:
+def _first_of(first: pd.Series, second: pd.Series) -> pd.Series:
+    """`first` where it is not "", else `second` (Categoricals)."""
+    categories = first.cat.categories.union(second.cat.categories)
+    return first.cat.set_categories(categories).where(
+        first != "", second.cat.set_categories(categories)
+    )
+
+
+def _general_reasons(reasons: pd.Series) -> pd.Series:
+    """Each reason without its row's particulars, as a Categorical; each distinct one once."""
+    codes, distinct = factorize(reasons)
+    general = pd.Series(distinct, dtype=object)
+    for particular, replacement in _PARTICULARS:
+        general = general.str.replace(particular, replacement, regex=True)
+    general_codes, general_values = pd.factorize(general)
+    values = pd.Categorical.from_codes(general_codes.take(codes), general_values)
+    return pd.Series(values, index=reasons.index)
+
+
+def _groups(
+    keys: pd.Series, rows: np.ndarray, imp_uids: pd.Series, name: str
+) -> list[dict[str, Any]]:
+    """Among `rows`, the count of each key, most common first, with examples."""
+    counts = keys[rows].value_counts()
     groups = []
-    counts = keys.value_counts()
-    for key, count in counts.items():
+    for key, count in counts[counts > 0].items():
+        among = rows & (keys == key).to_numpy()
         groups.append(
-            {name: key, "count": int(count), "examples": _examples(imp_uids[keys == key])}
+            {name: key, "count": int(count), "examples": _examples(compress(imp_uids, among))}
         )
     return groups
 
 
-def _examples(imp_uids: pd.Series) -> list[str]:
+def _examples(imp_uids: Iterable[str]) -> list[str]:
     """The first MAX_EXAMPLES distinct imp_uids; stops there rather than dedupe a million."""
     examples: list[str] = []
     for imp_uid in imp_uids:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from batch.coding import factorize
 from batch.inputs import OrdersFile
 
 STATUS_CODES = ("DELIVERY_START", "PURCHASE_DECISION", "CANCELED")
@@ -70,7 +72,8 @@ class Validation:
 
     @property
     def to_send(self) -> pd.DataFrame:
-        return self.frame[self.frame["verdict"] == SEND]
+        """The rows to send, with their imp_uid and status (all a run holds while sending)."""
+        return self.frame.loc[self.frame["verdict"] == SEND, ["imp_uid", "status"]]
 
     @property
     def errors(self) -> list[RowError]:
@@ -95,7 +98,7 @@ def validate_orders(orders: OrdersFile) -> Validation:
     """Judge every row of `orders`: its imp_uid, its status, and repeats of the same imp_uid."""
     source = orders.frame
     imp_uid, bad_imp_uid = _check_imp_uids(source[orders.imp_uid_column])
-    status_text, status = _read_statuses(source[orders.status_column])
+    status, texts, codes = _read_statuses(source[orders.status_column])
     bad_status = status == ""
 
     # Reasons are built for the bad rows only: on a clean million-row file that is none.
@@ -109,7 +112,9 @@ def validate_orders(orders: OrdersFile) -> Validation:
         imp_uid_reason = imp_uid_reason.mask(excel_number, imp_uid_reason + EXCEL_NUMBER_HINT)
         reason[bad_imp_uid] = imp_uid_reason
     if bad_status.any():
-        status_reason = _quoted_reason(STATUS_REASON, status_text[bad_status])
+        bad_texts = texts.take(codes[bad_status.to_numpy()])
+        status_text = pd.Series(bad_texts, index=source.index[bad_status], dtype=object)
+        status_reason = _quoted_reason(STATUS_REASON, status_text)
         both = bad_status & bad_imp_uid
         reason[bad_status] = (reason[bad_status] + "; ").where(both[bad_status], "") + (
             status_reason
@@ -145,20 +150,20 @@ def _check_imp_uids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return trimmed, ~good
 
 
-def _read_statuses(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """The statuses trimmed, and their codes ("" where unreadable).
+def _read_statuses(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """The status codes ("" where unreadable) as a Categorical, and the trimmed texts.
 
     A file holds a handful of distinct status texts however many rows: each is trimmed and
     looked up once, not once per row (a third of validation's time on a million rows).
+    Row i's trimmed text is `texts[codes[i]]`.
     """
-    codes, texts = pd.factorize(values)
-    trimmed = _trim(pd.Series(texts, dtype=object))
-    found = trimmed.str.upper().map(_STATUS_LOOKUP).fillna("")
-    index = values.index
-    return (
-        pd.Series(trimmed.to_numpy(dtype=object).take(codes), index=index, dtype=object),
-        pd.Series(found.to_numpy(dtype=object).take(codes), index=index, dtype=object),
-    )
+    codes, distinct = factorize(values)
+    texts = _trim(pd.Series(distinct, dtype=object))
+    found = texts.str.upper().map(_STATUS_LOOKUP).fillna("")
+    categories = pd.Index(["", *STATUS_CODES])
+    status_codes = categories.get_indexer(found).astype(np.int8)
+    status = pd.Categorical.from_codes(status_codes.take(codes), categories)
+    return pd.Series(status, index=values.index), texts.to_numpy(dtype=object), codes
 
 
 def _trim(values: pd.Series) -> pd.Series:
