@@ -261,7 +261,7 @@ def check_table(folder: Path, header, records, delimiter, terminator, encoding) 
     for i, name in enumerate(header):
         column = f"input_{name}" if name in RESULTS_OWN_COLUMNS else name
         assert list(results[column]) == [neutralised(values[i]) for _, values in kept], name
-    verdict = validation.frame["verdict"]
+    verdict = validation.frame["verdict"].astype(object)
     expected_outcome = verdict.map({INVALID: "invalid", DUPLICATE: "duplicate"}).fillna("not_sent")
     assert list(results["outcome"]) == list(expected_outcome)
 
