@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from batch.errors import InputError
+from batch.errors import InputChangedError, InputError
 
 REQUIRED_COLUMNS = ("imp_uid", "status")
 
@@ -93,10 +93,10 @@ class OrdersFile:
             for chunk in _read_chunks(self.path, source, self.delimiter, rows):
                 chunk = chunk.drop(columns=_ignored(chunk.columns))
                 if list(chunk.columns) != self.columns:
-                    raise InputError(_changed(self.path))
+                    raise InputChangedError(self.path)
                 yield chunk[~_blank(chunk, self.imp_uid_column)]
             if source.finish() != self.sha256:
-                raise InputError(_changed(self.path))
+                raise InputChangedError(self.path)
 
     def read_all(self) -> pd.DataFrame:
         """Every column of every record, in one frame (read again from the file)."""
@@ -390,7 +390,7 @@ def _parse_errors(path: Path) -> Iterator[None]:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} has no header row: expected imp_uid and status.") from None
     except UnicodeDecodeError:
-        raise InputError(_changed(path)) from None  # it decoded when it was checked
+        raise InputChangedError(path) from None  # it decoded when it was checked
     except (pd.errors.ParserError, csv.Error) as error:
         unclosed = re.search(r"EOF inside string starting at row (\d+)", str(error))
         if unclosed:
@@ -431,13 +431,6 @@ def _concat(chunks: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 
 def _ignored(columns: pd.Index) -> list[str]:
     return [c for c in columns if _normalise(c) in IGNORED_COLUMNS]
-
-
-def _changed(path: Path) -> str:
-    return (
-        f"{path} changed since it was loaded (its SHA-256 differs): the reports are built "
-        "from the file as it was when the run started; put that file back."
-    )
 
 
 def _sniff_delimiter(header: str) -> str:

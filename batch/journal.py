@@ -131,14 +131,30 @@ BATCH = 10_000
 SECOND = 19
 
 
+@dataclass(frozen=True)
+class SplitText:
+    """One text per row, as two codes: its first SECOND characters, and the rest (-1: none)."""
+
+    heads: np.ndarray
+    head_values: list[str]
+    tails: np.ndarray
+    tail_values: list[str]
+
+    def take(self, positions: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The texts at `positions`, "" where there is none."""
+        heads = np.array(["", *self.head_values], dtype=object).take(self.heads[positions] + 1)
+        tails = np.array(["", *self.tail_values], dtype=object).take(self.tails[positions] + 1)
+        return heads + tails
+
+
 @dataclass
 class JournalContents:
     """What a journal says, row by row for the rows of an input, as columns of numbers.
 
     `answer` holds, for each row of `rows`, the number of its last outcome's ANSWER_FIELDS in
-    `answers` (-1: no outcome); `elapsed_ms` and finished_at (`finished_at()`) the rest of that
-    outcome; `intents` the requests sent for it across runs. `in_doubt`: rows with an intent
-    after their last outcome (or with no outcome): sent, fate unknown.
+    `answers` (-1: no outcome); `elapsed_ms` and `finished` the rest of that outcome;
+    `intents` the requests sent for it across runs. `in_doubt`: rows with an intent after
+    their last outcome (or with no outcome): sent, fate unknown.
     """
 
     header: dict[str, Any]
@@ -146,11 +162,11 @@ class JournalContents:
     answers: pd.DataFrame
     answer: np.ndarray
     elapsed_ms: np.ndarray
+    finished: SplitText
     intents: np.ndarray
     in_doubt: set[int] = field(default_factory=set)
-    runs: int = 0
+    runs: int = 1  # the run that wrote the header and the runs that resumed it
     torn_tail: bool = False  # the last line was cut short by a crash and was ignored
-    _finished: tuple[np.ndarray, list[str], np.ndarray, list[str]] | None = None
 
     @property
     def answered(self) -> np.ndarray:
@@ -178,11 +194,7 @@ class JournalContents:
 
     def finished_at(self, positions: slice | np.ndarray = slice(None)) -> np.ndarray:
         """finished_at of the rows at `positions` (of `rows`), "" where no outcome."""
-        assert self._finished is not None
-        seconds, second_values, rests, rest_values = self._finished
-        heads = np.array(["", *second_values], dtype=object).take(seconds[positions] + 1)
-        tails = np.array(["", *rest_values], dtype=object).take(rests[positions] + 1)
-        return heads + tails
+        return self.finished.take(positions)
 
     def outcomes(self) -> pd.DataFrame:
         """Every field of each answered row's last outcome, indexed by row."""
@@ -200,7 +212,8 @@ def read_journal(path: Path, rows: pd.Index) -> JournalContents:
     which a resume refuses by its SHA-256 (resume.check_same_input).
     """
     reader = _Reader(rows)
-    contents: JournalContents | None = None
+    header: dict[str, Any] | None = None
+    runs = 1
     torn = False
     try:
         with path.open("rb") as file:
@@ -216,23 +229,21 @@ def read_journal(path: Path, rows: pd.Index) -> JournalContents:
                 except ValueError:  # UnicodeDecodeError included
                     raise JournalError(f"{path} line {number} is not a journal record.") from None
                 kind = record.get("type") if isinstance(record, dict) else None
-                if contents is None:
+                if header is None:
                     if kind != "header":
                         raise JournalError(f"{path} does not start with a run header.")
-                    contents = reader.contents(record)
+                    header = record
                 elif kind == "intent":
                     reader.intent(record["row"])
                 elif kind == "outcome":
                     reader.outcome(record)
                 elif kind == "resume":
-                    contents.runs += 1
+                    runs += 1
     except OSError as error:
         raise JournalError(f"{path} cannot be read: {error.strerror}.") from None
-    if contents is None:
+    if header is None:
         raise EmptyJournalError(f"{path} is empty: the run stopped before it sent anything.")
-    reader.finish(contents)
-    contents.torn_tail = torn
-    return contents
+    return reader.contents(header, runs, torn)
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -276,11 +287,6 @@ class _Reader:
         self.pending: list[tuple[int, int, float, int, int]] = []
         self.pending_intents: list[int] = []
 
-    def contents(self, header: dict[str, Any]) -> JournalContents:
-        return JournalContents(
-            header, self.rows, pd.DataFrame(), self.answer, self.elapsed_ms, self.intents, runs=1
-        )
-
     def intent(self, row: int) -> None:
         self.pending_intents.append(row)
         self.in_doubt.add(row)
@@ -307,19 +313,26 @@ class _Reader:
         if len(self.pending) >= BATCH:
             self._place_outcomes()
 
-    def finish(self, contents: JournalContents) -> None:
+    def contents(self, header: dict[str, Any], runs: int, torn: bool) -> JournalContents:
         self._place_intents()
         self._place_outcomes()
         answers = pd.DataFrame.from_records(list(self.answer_codes), columns=list(ANSWER_FIELDS))
-        contents.answers = answers.astype(
+        answers = answers.astype(
             {"http_status": "Int64", "api_code": "Int64", "rate_limited": np.int32}
         ).astype({"final": bool, "resent": bool})
-        contents.in_doubt = {row for row in self.in_doubt if row in self.rows}
-        contents._finished = (
-            self.seconds,
-            list(self.second_codes),
-            self.rests,
-            list(self.rest_codes),
+        return JournalContents(
+            header=header,
+            rows=self.rows,
+            answers=answers,
+            answer=self.answer,
+            elapsed_ms=self.elapsed_ms,
+            finished=SplitText(
+                self.seconds, list(self.second_codes), self.rests, list(self.rest_codes)
+            ),
+            intents=self.intents,
+            in_doubt={row for row in self.in_doubt if row in self.rows},
+            runs=runs,
+            torn_tail=torn,
         )
 
     def _place_intents(self) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from batch import __version__
 from batch.coding import categorical, factorize
-from batch.errors import InputError
+from batch.errors import InputChangedError
 from batch.inputs import OrdersFile
 from batch.journal import JournalContents
 from batch.outcomes import (
@@ -269,7 +269,7 @@ def write_reports(
             rows = slice(done, done + len(chunk))
             part = results.iloc[rows]
             if not part.index.equals(chunk.index):
-                raise InputError(f"{orders.path} changed since it was loaded; put it back.")
+                raise InputChangedError(orders.path)
             table = pd.concat(
                 [chunk.rename(columns=renamed), _result_columns(part, journal, rows)], axis=1
             )
