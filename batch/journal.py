@@ -110,8 +110,8 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 # The fields of an outcome record that take a handful of values in a whole run. A row keeps
-# one number for their combination: as a dict per row, a 200,000-row journal took 400 MB
-# (measured), and the reports need every row's outcome at once.
+# one number for their combination: kept as a dict per row, outcomes took about 2 KB a row
+# (docs/benchmarks.md), and the reports need every row's outcome at once.
 ANSWER_FIELDS = (
     "outcome",
     "error_kind",
