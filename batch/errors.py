@@ -13,6 +13,16 @@ class InputError(PaycoBatchError):
     """The input file cannot be used: missing, unreadable, empty, undecodable, no columns."""
 
 
+class InputChangedError(InputError):
+    """The input file is no longer the one the run loaded: the reports cannot be written."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"{path} changed since it was loaded (its SHA-256 differs): the reports are built "
+            "from the file as it was when the run started; put that file back."
+        )
+
+
 class StrictValidationError(PaycoBatchError):
     """`--strict` was given and some rows are invalid, so nothing is sent."""
 

@@ -48,8 +48,7 @@ from batch.reports import (
     RunFacts,
     build_results,
     summarize,
-    write_failures,
-    write_results,
+    write_reports,
     write_summary_json,
     write_summary_md,
 )
@@ -79,7 +78,7 @@ class Plan:
     validation: Validation
     out_dir: Path
     rows: pd.DataFrame  # the valid rows this run sends (fewer than all when resuming)
-    previous: JournalContents | None = None  # the run this one resumes
+    previous: dict[str, Any] | None = None  # the header of the run this one resumes
     resent: frozenset[int] = frozenset()  # rows an earlier run left in flight
 
     @property
@@ -128,7 +127,7 @@ def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
             f"sent; the first is row {first.row}: {first.reason}."
         )
     out_dir = config.out_dir or _default_out_dir(orders.path, clock)
-    previous = open_previous_run(out_dir)
+    previous = open_previous_run(out_dir, validation.frame.index)
     if previous is not None:
         if config.dry_run:
             raise OutputFolderError(
@@ -144,7 +143,8 @@ def prepare(config: RunConfig, clock: Clock | None = None) -> Plan:
                 "SHA-256, every row succeeded); pass --force to send it again."
             )
     rows, resent = rows_to_send(validation.to_send, previous, config.retry_failed)
-    return Plan(config, orders, validation, out_dir, rows, previous, frozenset(resent))
+    header = previous.header if previous is not None else None
+    return Plan(config, orders, validation, out_dir, rows, header, frozenset(resent))
 
 
 def execute(
@@ -233,7 +233,7 @@ def _write_reports(
 ) -> RunResult:
     """Build every report from the journal (all runs of it) and write them."""
     config = plan.config
-    contents = read_journal(plan.out_dir / JOURNAL_NAME)
+    contents = read_journal(plan.out_dir / JOURNAL_NAME, plan.validation.frame.index)
     if config.dry_run:
         not_sent_reason = "dry run: not sent"
     elif send_report.aborted_because:
@@ -272,8 +272,14 @@ def _write_reports(
         plan.resume_command if not config.dry_run and unfinished and exit_code != 0 else None
     )
 
-    write_results(plan.orders, results, plan.out_dir / RESULTS_NAME, config.output_encoding)
-    write_failures(plan.orders, results, plan.out_dir / FAILURES_NAME, config.output_encoding)
+    write_reports(
+        plan.orders,
+        results,
+        contents,
+        plan.out_dir / RESULTS_NAME,
+        plan.out_dir / FAILURES_NAME,
+        config.output_encoding,
+    )
     write_summary_json(summary, plan.out_dir / SUMMARY_JSON_NAME)
     write_summary_md(summary, plan.out_dir / SUMMARY_MD_NAME)
     return RunResult(plan.out_dir, summary, exit_code)
@@ -281,9 +287,8 @@ def _write_reports(
 
 def _complete(contents: JournalContents) -> bool:
     """No row in doubt and no row stopped before its retries were used up."""
-    return not contents.in_doubt and all(
-        record.get("final", True) for record in contents.outcomes.values()
-    )
+    final = contents.answers["final"].to_numpy(dtype=bool)
+    return not contents.in_doubt and bool(final[contents.answer[contents.answered]].all())
 
 
 @dataclass(frozen=True)
@@ -352,13 +357,10 @@ async def _send(
         except (AuthenticationError, TokenUnavailableError) as error:
             return SendReport(aborted_because=str(error))
         to_send = plan.rows
-        # Plain Python ints and strs: numpy scalars would not go into the JSON journal.
-        rows = zip(
-            to_send.index.tolist(),
-            to_send["imp_uid"].tolist(),
-            to_send["status"].tolist(),
-            strict=True,
-        )
+        # Taken one at a time as workers free up, not as lists of every row for the whole
+        # run. Iterating an Index and Series gives plain Python ints and strs, which the JSON
+        # journal needs (numpy scalars would not go in).
+        rows = zip(to_send.index, to_send["imp_uid"], to_send["status"], strict=True)
         deadline_in = None
         if config.deadline is not None:
             deadline_in = max(0.0, (config.deadline - clock.now()).total_seconds())

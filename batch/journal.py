@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from batch.outcomes import RowOutcome
 
@@ -116,50 +118,247 @@ def _cut_torn_tail(path: Path) -> None:
         return
 
 
+# The fields of an outcome record that take a handful of values in a whole run. A row keeps
+# one number for their combination: kept as a dict per row, outcomes took about 2 KB a row
+# (docs/benchmarks.md), and the reports need every row's outcome at once.
+ANSWER_FIELDS = (
+    "outcome",
+    "error_kind",
+    "http_status",
+    "api_code",
+    "api_message",
+    "applied_status",
+    "rate_limited",
+    "final",
+    "resent",
+)
+# Records parsed before they are put in place; the batch is all the reader holds per record.
+BATCH = 10_000
+# finished_at is one value per row, but its first 19 characters (date and second) take one
+# value per second of the run and the rest (milliseconds and UTC offset) at most a thousand
+# per offset: each part is coded like the answer fields.
+SECOND = 19
+
+
+@dataclass(frozen=True)
+class SplitText:
+    """One text per row, as two codes: its first SECOND characters, and the rest (-1: none)."""
+
+    heads: np.ndarray
+    head_values: list[str]
+    tails: np.ndarray
+    tail_values: list[str]
+
+    def take(self, positions: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The texts at `positions`, "" where there is none."""
+        heads = np.array(["", *self.head_values], dtype=object).take(self.heads[positions] + 1)
+        tails = np.array(["", *self.tail_values], dtype=object).take(self.tails[positions] + 1)
+        return heads + tails
+
+
 @dataclass
 class JournalContents:
-    """What a journal says: its header, each row's last outcome, and the requests per row."""
+    """What a journal says, row by row for the rows of an input, as columns of numbers.
+
+    `answer` holds, for each row of `rows`, the number of its last outcome's ANSWER_FIELDS in
+    `answers` (-1: no outcome); `elapsed_ms` and `finished` the rest of that outcome;
+    `intents` the requests sent for it across runs. `in_doubt`: rows with an intent after
+    their last outcome (or with no outcome): sent, fate unknown.
+    """
 
     header: dict[str, Any]
-    outcomes: dict[int, dict[str, Any]] = field(default_factory=dict)
-    intents: Counter[int] = field(default_factory=Counter)
-    # Rows with an intent after their last outcome (or with no outcome): sent, fate unknown.
+    rows: pd.Index
+    answers: pd.DataFrame
+    answer: np.ndarray
+    elapsed_ms: np.ndarray
+    finished: SplitText
+    intents: np.ndarray
     in_doubt: set[int] = field(default_factory=set)
-    runs: int = 0
+    runs: int = 1  # the run that wrote the header and the runs that resumed it
     torn_tail: bool = False  # the last line was cut short by a crash and was ignored
 
+    @property
+    def answered(self) -> np.ndarray:
+        """Which rows have an outcome."""
+        return self.answer >= 0
 
-def read_journal(path: Path) -> JournalContents:
-    """Read a journal, tolerating a last line torn by a crash in the middle of a write."""
+    def column(self, name: str) -> pd.Series:
+        """One of ANSWER_FIELDS for every row (missing where no outcome), as a Categorical."""
+        codes, categories = pd.factorize(self.answers[name])
+        # The smallest integers that hold the codes: from_codes would copy anything larger.
+        dtype = np.int8 if len(categories) < 127 else np.int32
+        row_codes = np.full(len(self.rows), -1, dtype=dtype)
+        answered = self.answered
+        row_codes[answered] = codes.astype(dtype).take(self.answer[answered])
+        values = pd.Categorical.from_codes(row_codes, categories)
+        return pd.Series(values, index=self.rows, name=name)
+
+    def values(self, name: str, missing: Any) -> np.ndarray:
+        """One of ANSWER_FIELDS for every row as a numpy array, `missing` where no outcome."""
+        table = self.answers[name].to_numpy()
+        values = np.full(len(self.rows), missing, dtype=table.dtype)
+        answered = self.answered
+        values[answered] = table.take(self.answer[answered])
+        return values
+
+    def finished_at(self, positions: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """finished_at of the rows at `positions` (of `rows`), "" where no outcome."""
+        return self.finished.take(positions)
+
+    def outcomes(self) -> pd.DataFrame:
+        """Every field of each answered row's last outcome, indexed by row."""
+        answered = self.answered
+        frame = self.answers.iloc[self.answer[answered]].set_axis(self.rows[answered])
+        frame["elapsed_ms"] = self.elapsed_ms[answered]
+        frame["finished_at"] = self.finished_at(answered)
+        return frame
+
+
+def read_journal(path: Path, rows: pd.Index) -> JournalContents:
+    """Read a journal for the input rows `rows`, tolerating a last line torn by a crash.
+
+    Records of rows that `rows` lacks are left out: they can only come from another input,
+    which a resume refuses by its SHA-256 (resume.check_same_input).
+    """
+    reader = _Reader(rows)
+    header: dict[str, Any] | None = None
+    runs = 1
+    torn = False
     try:
-        lines = path.read_bytes().split(b"\n")
+        with path.open("rb") as file:
+            for number, line in enumerate(file, start=1):
+                if not line.endswith(b"\n"):
+                    # A complete record ends with "\n". Anything else is a record whose
+                    # write was cut short (maybe inside a multi-byte character): it never
+                    # happened. Only the last line can be so.
+                    torn = True
+                    break
+                try:
+                    record = json.loads(line)
+                except ValueError:  # UnicodeDecodeError included
+                    raise JournalError(f"{path} line {number} is not a journal record.") from None
+                kind = record.get("type") if isinstance(record, dict) else None
+                if header is None:
+                    if kind != "header":
+                        raise JournalError(f"{path} does not start with a run header.")
+                    header = record
+                elif kind == "intent":
+                    reader.intent(record["row"])
+                elif kind == "outcome":
+                    reader.outcome(record)
+                elif kind == "resume":
+                    runs += 1
     except OSError as error:
         raise JournalError(f"{path} cannot be read: {error.strerror}.") from None
-
-    # A complete file ends with "\n", so the last piece is empty. Anything else there is a
-    # record whose write was cut short (maybe inside a multi-byte character): it never
-    # happened. Lines are decoded one by one, after that piece is set aside.
-    torn = lines.pop() != b""
-    contents: JournalContents | None = None
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise JournalError(f"{path} line {number} is not a journal record.") from None
-        kind = record.get("type") if isinstance(record, dict) else None
-        if contents is None:
-            if kind != "header":
-                raise JournalError(f"{path} does not start with a run header.")
-            contents = JournalContents(header=record, runs=1)
-        elif kind == "intent":
-            contents.intents[record["row"]] += 1
-            contents.in_doubt.add(record["row"])
-        elif kind == "outcome":
-            contents.outcomes[record["row"]] = record
-            contents.in_doubt.discard(record["row"])
-        elif kind == "resume":
-            contents.runs += 1
-    if contents is None:
+    if header is None:
         raise EmptyJournalError(f"{path} is empty: the run stopped before it sent anything.")
-    contents.torn_tail = torn
-    return contents
+    return reader.contents(header, runs, torn)
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The first record of a journal, the run's header."""
+    try:
+        with path.open("rb") as file:
+            line = file.readline()
+    except OSError as error:
+        raise JournalError(f"{path} cannot be read: {error.strerror}.") from None
+    if not line.endswith(b"\n"):
+        raise EmptyJournalError(f"{path} is empty: the run stopped before it sent anything.")
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise JournalError(f"{path} line 1 is not a journal record.") from None
+    if not isinstance(record, dict) or record.get("type") != "header":
+        raise JournalError(f"{path} does not start with a run header.")
+    return record
+
+
+class _Codes(dict):
+    """Values numbered in the order they are first seen."""
+
+    def code(self, value: Any) -> int:
+        return self.setdefault(value, len(self))
+
+
+class _Reader:
+    """Puts records in place by batches, in columns as long as the input."""
+
+    def __init__(self, rows: pd.Index) -> None:
+        self.rows = rows
+        size = len(rows)
+        self.answer = np.full(size, -1, dtype=np.int32)
+        self.elapsed_ms = np.full(size, np.nan)
+        self.seconds = np.full(size, -1, dtype=np.int32)
+        self.rests = np.full(size, -1, dtype=np.int32)
+        self.intents = np.zeros(size, dtype=np.int32)
+        self.answer_codes, self.second_codes, self.rest_codes = _Codes(), _Codes(), _Codes()
+        self.in_doubt: set[int] = set()
+        self.pending: list[tuple[int, int, float, int, int]] = []
+        self.pending_intents: list[int] = []
+
+    def intent(self, row: int) -> None:
+        self.pending_intents.append(row)
+        self.in_doubt.add(row)
+        if len(self.pending_intents) >= BATCH:
+            self._place_intents()
+
+    def outcome(self, record: dict[str, Any]) -> None:
+        answer = tuple(record.get(name) for name in ANSWER_FIELDS[:-3]) + (
+            record.get("rate_limited") or 0,
+            record.get("final", True) is not False,
+            bool(record.get("resent", False)),
+        )
+        finished = str(record.get("finished_at") or "")
+        self.pending.append(
+            (
+                record["row"],
+                self.answer_codes.code(answer),
+                record.get("elapsed_ms", np.nan),
+                self.second_codes.code(finished[:SECOND]),
+                self.rest_codes.code(finished[SECOND:]),
+            )
+        )
+        self.in_doubt.discard(record["row"])
+        if len(self.pending) >= BATCH:
+            self._place_outcomes()
+
+    def contents(self, header: dict[str, Any], runs: int, torn: bool) -> JournalContents:
+        self._place_intents()
+        self._place_outcomes()
+        answers = pd.DataFrame.from_records(list(self.answer_codes), columns=list(ANSWER_FIELDS))
+        answers = answers.astype(
+            {"http_status": "Int64", "api_code": "Int64", "rate_limited": np.int32}
+        ).astype({"final": bool, "resent": bool})
+        return JournalContents(
+            header=header,
+            rows=self.rows,
+            answers=answers,
+            answer=self.answer,
+            elapsed_ms=self.elapsed_ms,
+            finished=SplitText(
+                self.seconds, list(self.second_codes), self.rests, list(self.rest_codes)
+            ),
+            intents=self.intents,
+            in_doubt={row for row in self.in_doubt if row in self.rows},
+            runs=runs,
+            torn_tail=torn,
+        )
+
+    def _place_intents(self) -> None:
+        positions = self.rows.get_indexer(self.pending_intents)
+        np.add.at(self.intents, positions[positions >= 0], 1)
+        self.pending_intents = []
+
+    def _place_outcomes(self) -> None:
+        if not self.pending:
+            return
+        rows, answers, elapsed, seconds, rests = zip(*self.pending, strict=True)
+        self.pending = []
+        positions = self.rows.get_indexer(rows)
+        # A row's last outcome wins: within a batch, keep each row's last record only.
+        keep = (positions >= 0) & ~pd.Index(positions).duplicated(keep="last")
+        positions = positions[keep]
+        self.answer[positions] = np.asarray(answers)[keep]
+        self.elapsed_ms[positions] = np.asarray(elapsed, dtype=float)[keep]
+        self.seconds[positions] = np.asarray(seconds)[keep]
+        self.rests[positions] = np.asarray(rests)[keep]

@@ -21,6 +21,7 @@ from batch.journal import (
     EmptyJournalError,
     JournalContents,
     JournalError,
+    read_header,
     read_journal,
 )
 from batch.outcomes import FAILED, TRANSIENT_KINDS, UNKNOWN
@@ -30,11 +31,26 @@ class DoubleSubmissionError(PaycoBatchError):
     """The same input already succeeded in full in an earlier run; --force sends it again."""
 
 
-def open_previous_run(out_dir: Path) -> JournalContents | None:
-    """The journal of the run in `out_dir`, or None when the folder holds no run.
+def open_previous_run(out_dir: Path, rows: pd.Index) -> JournalContents | None:
+    """The journal of the run in `out_dir`, read for the input's `rows`; None if it has none.
 
     Raises OutputFolderError for a folder that is neither empty nor a run folder.
     """
+    journal = _journal_of(out_dir)
+    if journal is None:
+        return None
+    try:
+        return read_journal(journal, rows)
+    except EmptyJournalError:
+        # The run died before its header was complete, so before any request: it can
+        # simply start again in the same folder (the torn header is cut off on opening).
+        return None
+    except JournalError as error:
+        raise OutputFolderError(f"cannot resume: {error}") from None
+
+
+def _journal_of(out_dir: Path) -> Path | None:
+    """The journal file in `out_dir`; None when the folder is missing or empty."""
     if not out_dir.exists():
         return None
     if not out_dir.is_dir():
@@ -46,14 +62,7 @@ def open_previous_run(out_dir: Path) -> JournalContents | None:
                 f"{out_dir} already exists and is not empty; choose another --out."
             )
         return None
-    try:
-        return read_journal(journal)
-    except EmptyJournalError:
-        # The run died before its header was complete, so before any request: it can
-        # simply start again in the same folder (the torn header is cut off on opening).
-        return None
-    except JournalError as error:
-        raise OutputFolderError(f"cannot resume: {error}") from None
+    return journal
 
 
 def check_same_input(previous: JournalContents, orders: OrdersFile, out_dir: Path) -> None:
@@ -72,26 +81,20 @@ def rows_to_send(
     """The valid rows this run sends, and those among them that an earlier run left in doubt."""
     if previous is None:
         return to_send, set()
-    done = {
-        row
-        for row, record in previous.outcomes.items()
-        if record.get("final", True)
-        and row not in previous.in_doubt
-        and not (retry_failed and _worth_retrying(record))
-    }
-    remaining = to_send[~to_send.index.isin(list(done))]
-    # Sent before with no definitive answer: the earlier request may have landed.
-    maybe_landed = previous.in_doubt | {
-        row for row, record in previous.outcomes.items() if record["outcome"] == UNKNOWN
-    }
-    resent = maybe_landed & set(remaining.index.tolist())
-    return remaining, resent
-
-
-def _worth_retrying(record: dict) -> bool:
-    return record["outcome"] == UNKNOWN or (
-        record["outcome"] == FAILED and record.get("error_kind") in TRANSIENT_KINDS
+    outcome = previous.column("outcome")
+    in_doubt = previous.rows.isin(list(previous.in_doubt))
+    final = previous.column("final").astype(object).fillna(False).astype(bool).to_numpy()
+    worth_retrying = (outcome == UNKNOWN) | (
+        (outcome == FAILED) & previous.column("error_kind").isin(TRANSIENT_KINDS)
     )
+    done = previous.answered & final & ~in_doubt
+    if retry_failed:
+        done &= ~worth_retrying.to_numpy()
+    remaining = to_send[~to_send.index.isin(previous.rows[done])]
+    # Sent before with no definitive answer: the earlier request may have landed.
+    maybe_landed = in_doubt | (outcome == UNKNOWN).to_numpy()
+    resent = remaining.index[remaining.index.isin(previous.rows[maybe_landed])]
+    return remaining, set(resent.tolist())
 
 
 def find_complete_run(reports_root: Path, sha256: str, target: str, exclude: Path) -> Path | None:
@@ -119,11 +122,16 @@ def find_complete_run(reports_root: Path, sha256: str, target: str, exclude: Pat
 
 def input_of(run_folder: Path) -> tuple[Path, dict]:
     """The input file and the options a run folder's journal was started with."""
-    previous = open_previous_run(run_folder)
-    if previous is None:
+    journal = _journal_of(run_folder)
+    try:
+        header = read_header(journal) if journal is not None else None
+    except EmptyJournalError:
+        header = None
+    except JournalError as error:
+        raise OutputFolderError(f"cannot resume: {error}") from None
+    if header is None:
         raise OutputFolderError(
             f"{run_folder} holds no payco-batch run that sent anything; start it with "
             f"payco-batch run INPUT --out {run_folder}."
         )
-    header = previous.header
     return Path(header["input"]), dict(header.get("options") or {})

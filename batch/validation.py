@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from batch.coding import factorize
 from batch.inputs import OrdersFile
 
 STATUS_CODES = ("DELIVERY_START", "PURCHASE_DECISION", "CANCELED")
@@ -70,7 +72,8 @@ class Validation:
 
     @property
     def to_send(self) -> pd.DataFrame:
-        return self.frame[self.frame["verdict"] == SEND]
+        """The rows to send, with their imp_uid and status (all a run holds while sending)."""
+        return self.frame.loc[self.frame["verdict"] == SEND, ["imp_uid", "status"]]
 
     @property
     def errors(self) -> list[RowError]:
@@ -94,12 +97,9 @@ class Validation:
 def validate_orders(orders: OrdersFile) -> Validation:
     """Judge every row of `orders`: its imp_uid, its status, and repeats of the same imp_uid."""
     source = orders.frame
-    imp_uid = _trim(source[orders.imp_uid_column])
-    status_text = _trim(source[orders.status_column])
-    status = status_text.str.upper().map(_STATUS_LOOKUP)
-
-    bad_imp_uid = ~imp_uid.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
-    bad_status = status.isna()
+    imp_uid, bad_imp_uid = _check_imp_uids(source[orders.imp_uid_column])
+    status, texts, codes = _read_statuses(source[orders.status_column])
+    bad_status = status == ""
 
     # Reasons are built for the bad rows only: on a clean million-row file that is none.
     reason = pd.Series("", index=source.index, dtype=object)
@@ -112,7 +112,9 @@ def validate_orders(orders: OrdersFile) -> Validation:
         imp_uid_reason = imp_uid_reason.mask(excel_number, imp_uid_reason + EXCEL_NUMBER_HINT)
         reason[bad_imp_uid] = imp_uid_reason
     if bad_status.any():
-        status_reason = _quoted_reason(STATUS_REASON, status_text[bad_status])
+        bad_texts = texts.take(codes[bad_status.to_numpy()])
+        status_text = pd.Series(bad_texts, index=source.index[bad_status], dtype=object)
+        status_reason = _quoted_reason(STATUS_REASON, status_text)
         both = bad_status & bad_imp_uid
         reason[bad_status] = (reason[bad_status] + "; ").where(both[bad_status], "") + (
             status_reason
@@ -121,16 +123,51 @@ def validate_orders(orders: OrdersFile) -> Validation:
     frame = pd.DataFrame(
         {
             "imp_uid": imp_uid,
-            "status": status.fillna(""),
-            "verdict": SEND,
+            "status": status,
+            # Categorical and int32: a million rows' verdicts as text and row numbers as int64
+            # put 11 MB more on the dry run's peak (measured).
+            "verdict": pd.Categorical.from_codes(
+                np.zeros(len(source), dtype=np.int8), [SEND, INVALID, DUPLICATE]
+            ),
             "reason": reason,
-            "duplicate_of": 0,
+            "duplicate_of": np.zeros(len(source), dtype=np.int32),
         },
         index=source.index,
+        copy=False,  # the columns above are this frame's alone; a million rows: 16 MB less
     )
     frame.loc[bad_imp_uid | bad_status, "verdict"] = INVALID
     _mark_repeats(frame)
     return Validation(frame)
+
+
+def _check_imp_uids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The imp_uids trimmed, and which of them are malformed."""
+    # A value that matches as it is has nothing to trim: only the others are trimmed and
+    # matched again (trimming all of a million ids took a fifth of validation's time).
+    good = values.str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    if good.all():
+        return values, ~good
+    retry = ~good
+    trimmed = values.copy()
+    trimmed[retry] = _trim(values[retry])
+    good[retry] = trimmed[retry].str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    return trimmed, ~good
+
+
+def _read_statuses(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """The status codes ("" where unreadable) as a Categorical, and the trimmed texts.
+
+    A file holds a handful of distinct status texts however many rows: each is trimmed and
+    looked up once, not once per row (a third of validation's time on a million rows).
+    Row i's trimmed text is `texts[codes[i]]`.
+    """
+    codes, distinct = factorize(values)
+    texts = _trim(pd.Series(distinct, dtype=object))
+    found = texts.str.upper().map(_STATUS_LOOKUP).fillna("")
+    categories = pd.Index(["", *STATUS_CODES])
+    status_codes = categories.get_indexer(found).astype(np.int8)
+    status = pd.Categorical.from_codes(status_codes.take(codes), categories)
+    return pd.Series(status, index=values.index), texts.to_numpy(dtype=object), codes
 
 
 def _trim(values: pd.Series) -> pd.Series:
@@ -150,11 +187,11 @@ def _mark_repeats(frame: pd.DataFrame) -> None:
     The same imp_uid with different statuses: every row of it is invalid, because rows are
     sent concurrently and nothing would decide which status lands last.
     """
-    candidates = frame[frame["verdict"] == SEND]
-    repeated = candidates[candidates["imp_uid"].duplicated(keep=False)]
-    if repeated.empty:
+    candidates = frame.loc[frame["verdict"] == SEND, "imp_uid"]
+    repeated = candidates.duplicated(keep=False)
+    if not repeated.any():
         return
-    rows = repeated.reset_index()
+    rows = frame.loc[repeated.index[repeated], ["imp_uid", "status"]].reset_index()
     groups = rows.groupby("imp_uid", sort=False)
     conflicting = groups["status"].transform("nunique") > 1
 
@@ -177,7 +214,7 @@ def _mark_repeats(frame: pd.DataFrame) -> None:
         index = later["row"].to_numpy()
         original = first_row[later.index].to_numpy()
         frame.loc[index, "verdict"] = DUPLICATE
-        frame.loc[index, "duplicate_of"] = original
+        frame.loc[index, "duplicate_of"] = original.astype(np.int32)
         frame.loc[index, "reason"] = [f"same imp_uid and status as row {r}" for r in original]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pandas as pd
 import pytest
 
 from batch.errors import InputError
@@ -29,7 +30,7 @@ def test_utf8_without_bom_is_read_with_korean_text_intact(write_csv):
 
     assert orders.encoding in ("utf-8", "utf-8-sig")
     assert orders.columns == ["imp_uid", "status", "메모"]
-    assert orders.frame.loc[2].to_dict() == {
+    assert orders.read_all().loc[2].to_dict() == {
         "imp_uid": "imp_1",
         "status": "배송시작",
         "메모": "안녕하세요",
@@ -55,7 +56,7 @@ def test_cp949_file_is_detected_and_decoded(write_csv):
     assert orders.encoding == "cp949"
     assert orders.columns == ["imp_uid", "status", "메모"]
     assert orders.frame.loc[2, "status"] == "구매확정"
-    assert orders.frame.loc[2, "메모"] == "택배 발송"
+    assert orders.read_all().loc[2, "메모"] == "택배 발송"
 
 
 def test_encoding_override_wins_over_detection(write_csv):
@@ -112,7 +113,7 @@ def test_values_and_extra_columns_are_kept_exactly_as_read(write_csv):
     orders = load_orders(path)
 
     assert orders.columns == ["imp_uid", "status", " Memo ", "amount"]
-    assert orders.frame.loc[2].to_dict() == {
+    assert orders.read_all().loc[2].to_dict() == {
         "imp_uid": " imp_1 ",
         "status": " canceled ",
         " Memo ": "  two  spaces  ",
@@ -129,13 +130,17 @@ def test_reason_column_is_dropped_so_failures_csv_can_be_fed_back(write_csv, rea
     orders = load_orders(path)
 
     assert orders.columns == ["imp_uid", "status", "memo"]
-    assert orders.frame.loc[2].to_dict() == {"imp_uid": "imp_1", "status": "CANCELED", "memo": "x"}
+    assert orders.read_all().loc[2].to_dict() == {
+        "imp_uid": "imp_1",
+        "status": "CANCELED",
+        "memo": "x",
+    }
 
 
 def test_all_values_are_text_and_nothing_is_parsed(write_csv):
     path = write_csv("imp_uid,status,amount,a,b,c,d\nimp_007,CANCELED,007,NA,null,1e3,\n")
 
-    frame = load_orders(path).frame
+    frame = load_orders(path).read_all()
 
     assert frame.loc[2].to_dict() == {
         "imp_uid": "imp_007",
@@ -230,7 +235,7 @@ def test_index_is_the_spreadsheet_row_number(write_csv):
 def test_quoted_newline_does_not_shift_later_row_numbers(write_csv):
     path = write_csv('imp_uid,status,memo\nimp_1,CANCELED,"line one\nline two"\nimp_2,CANCELED,x\n')
 
-    frame = load_orders(path).frame
+    frame = load_orders(path).read_all()
 
     assert list(frame.index) == [2, 3]
     assert frame.loc[2, "memo"] == "line one\nline two"
@@ -249,7 +254,7 @@ def test_blank_row_is_skipped_but_counts_for_numbering(write_csv, blank):
 
 
 def test_short_rows_are_padded_with_empty_text_not_nan(write_csv):
-    frame = load_orders(write_csv("imp_uid,status,memo\nimp_1\nimp_2,CANCELED\n")).frame
+    frame = load_orders(write_csv("imp_uid,status,memo\nimp_1\nimp_2,CANCELED\n")).read_all()
 
     assert frame.loc[2].to_dict() == {"imp_uid": "imp_1", "status": "", "memo": ""}
     assert frame.loc[3].to_dict() == {"imp_uid": "imp_2", "status": "CANCELED", "memo": ""}
@@ -278,4 +283,75 @@ def test_sha256_is_the_hash_of_the_file_bytes(write_csv):
 
     orders = load_orders(path)
 
+    assert orders.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- reading in chunks -----------------------------------------------------------------------
+
+
+def test_only_the_imp_uid_and_status_columns_are_kept_in_memory(write_csv):
+    orders = load_orders(write_csv("memo,Status,imp_uid\nx,CANCELED,imp_1\n"))
+
+    assert list(orders.frame.columns) == ["imp_uid", "Status"]
+    assert orders.columns == ["memo", "Status", "imp_uid"]
+
+
+def test_chunks_give_every_column_indexed_like_the_frame_across_chunk_borders(write_csv):
+    text = "imp_uid,status,memo\n" + "imp_1,CANCELED,a\n , ,\nimp_3,CANCELED,c\n\n,,\nimp_6,,f\n"
+    orders = load_orders(write_csv(text))
+
+    chunks = list(orders.chunks(rows=2))
+
+    assert [list(chunk.index) for chunk in chunks] == [[2], [4], [7]]
+    assert list(pd.concat(chunks)["memo"]) == ["a", "c", "f"]
+    assert list(orders.frame.index) == [2, 4, 7]
+    assert orders.blank_rows == 3
+
+
+def test_a_file_changed_after_loading_is_not_read_as_if_it_were_the_same(write_csv):
+    path = write_csv(HEADER + "imp_1,CANCELED\nimp_2,CANCELED\n")
+    orders = load_orders(path)
+    path.write_text(HEADER + "imp_1,CANCELED\nimp_9,CANCELED\n")
+
+    with pytest.raises(InputError, match="changed since it was loaded"):
+        list(orders.chunks())
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ('imp_9,"CANCELED\n', 'row 9 opens a quote (") that is never closed.'),
+        ("imp_9,CANCELED,x\n", "row 9 has 3 fields but the header has 2:"),
+    ],
+    ids=["unclosed-quote", "too-many-fields"],
+)
+def test_parse_errors_in_a_later_chunk_name_the_row_in_the_file(
+    write_csv, monkeypatch, tail, expected
+):
+    monkeypatch.setattr("batch.inputs.CHUNK_ROWS", 3)
+    path = write_csv(HEADER + "".join(f"imp_{n},CANCELED\n" for n in range(2, 9)) + tail)
+
+    assert load_error(path).startswith(f"{path} {expected}")
+
+
+def test_an_undecodable_byte_past_the_first_block_reports_its_offset_in_the_file(tmp_path):
+    path = tmp_path / "orders.csv"
+    body = b"imp_uid,status,memo\n" + b"imp_1,CANCELED,x\n" * 100_000
+    path.write_bytes(body + b"imp_2,CANCELED,\xff\n")
+
+    assert load_error(path, "utf-8") == (
+        f"{path} is not valid utf-8: undecodable bytes at offset {len(body) + 15}."
+    )
+
+
+def test_a_file_that_turns_out_not_utf8_past_the_first_block_is_read_as_cp949(tmp_path):
+    path = tmp_path / "orders.csv"
+    body = "imp_uid,status,memo\n" + "imp_1,CANCELED,x\n" * 100_000 + "imp_2,취소,메모\n"
+    path.write_bytes(body.encode("cp949"))
+
+    orders = load_orders(path)
+
+    assert orders.encoding == "cp949"
+    assert orders.frame.iloc[-1].to_dict() == {"imp_uid": "imp_2", "status": "취소"}
+    assert orders.read_all().iloc[-1]["memo"] == "메모"
     assert orders.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

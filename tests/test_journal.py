@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from batch.journal import Journal, JournalError, read_journal
-from batch.outcomes import BUSINESS, FAILED, SUCCEEDED, RowOutcome
+from batch.journal import Journal, JournalError, read_header, read_journal
+from batch.outcomes import BUSINESS, FAILED, SUCCEEDED, TIMEOUT, RowOutcome
 
 HEADER = {"input": "/data/orders.csv", "input_sha256": "ab" * 32, "target": "sandbox"}
+# The input's rows the journal is read for (spreadsheet row numbers).
+ROWS = pd.Index(range(2, 10), name="row")
 
 
 def outcome(row: int, result: str = SUCCEEDED, error_kind: str = "", **fields) -> RowOutcome:
@@ -146,16 +148,18 @@ def test_read_journal_keeps_the_header_and_the_last_outcome_of_each_row(tmp_path
         journal.intent(2, 1)
         journal.record(outcome(2, FAILED, "timeout", final=False))
         journal.intent(2, 2)
-        journal.record(outcome(2, SUCCEEDED, attempts=2))
+        journal.record(outcome(2, SUCCEEDED, attempts=2, elapsed_ms=30.0))
         journal.intent(3, 1)
         journal.record(outcome(3, FAILED, BUSINESS))
 
-    contents = read_journal(path)
+    contents = read_journal(path, ROWS)
     assert contents.header == {"type": "header", **HEADER}
-    assert set(contents.outcomes) == {2, 3}
-    assert contents.outcomes[2]["outcome"] == SUCCEEDED
-    assert contents.outcomes[2]["attempts"] == 2
-    assert contents.outcomes[3]["error_kind"] == BUSINESS
+    outcomes = contents.outcomes()
+    assert list(outcomes.index) == [2, 3]
+    assert outcomes.loc[2, "outcome"] == SUCCEEDED
+    assert outcomes.loc[2, "elapsed_ms"] == 30.0
+    assert bool(outcomes.loc[2, "final"]) is True
+    assert outcomes.loc[3, "error_kind"] == BUSINESS
 
 
 def test_read_journal_counts_intents_per_row(tmp_path):
@@ -165,7 +169,7 @@ def test_read_journal_counts_intents_per_row(tmp_path):
         for row, attempt in [(2, 1), (3, 1), (2, 2), (2, 3)]:
             journal.intent(row, attempt)
 
-    assert read_journal(path).intents == Counter({2: 3, 3: 1})
+    assert list(read_journal(path, ROWS).intents) == [3, 1, 0, 0, 0, 0, 0, 0]
 
 
 def test_rows_with_an_intent_after_their_last_outcome_are_in_doubt(tmp_path):
@@ -179,7 +183,7 @@ def test_rows_with_an_intent_after_their_last_outcome_are_in_doubt(tmp_path):
         journal.record(outcome(4, FAILED, "timeout"))
         journal.intent(4, 1)  # sent again by a later run, then the crash
 
-    assert read_journal(path).in_doubt == {3, 4}
+    assert read_journal(path, ROWS).in_doubt == {3, 4}
 
 
 def test_runs_is_one_plus_the_resume_records(tmp_path):
@@ -190,7 +194,7 @@ def test_runs_is_one_plus_the_resume_records(tmp_path):
         journal.intent(2, 1)
         journal.write_header(HEADER, resuming=True)
 
-    assert read_journal(path).runs == 3
+    assert read_journal(path, ROWS).runs == 3
 
 
 def test_a_torn_last_line_is_ignored(tmp_path):
@@ -202,15 +206,15 @@ def test_a_torn_last_line_is_ignored(tmp_path):
         tail=torn,
     )
 
-    contents = read_journal(path)
+    contents = read_journal(path, ROWS)
     assert contents.torn_tail is True
-    assert contents.outcomes == {}
+    assert contents.outcomes().empty
     assert contents.in_doubt == {2}
 
 
 def test_a_complete_journal_has_no_torn_tail(tmp_path):
     path = write_lines(tmp_path / "journal.jsonl", {"type": "header", **HEADER})
-    assert read_journal(path).torn_tail is False
+    assert read_journal(path, ROWS).torn_tail is False
 
 
 def test_a_last_line_torn_inside_a_korean_character_is_ignored(tmp_path):
@@ -219,9 +223,9 @@ def test_a_last_line_torn_inside_a_korean_character_is_ignored(tmp_path):
     cut = raw.index("배".encode()) + 1  # in the middle of a 3-byte character
     path = write_lines(tmp_path / "journal.jsonl", {"type": "header", **HEADER}, tail=raw[:cut])
 
-    contents = read_journal(path)
+    contents = read_journal(path, ROWS)
     assert contents.torn_tail is True
-    assert contents.outcomes == {}
+    assert contents.outcomes().empty
 
 
 @pytest.mark.parametrize(
@@ -241,12 +245,12 @@ def test_a_malformed_journal_raises_naming_the_problem(tmp_path, content, messag
     path = tmp_path / "journal.jsonl"
     path.write_bytes(content)
     with pytest.raises(JournalError, match=message):
-        read_journal(path)
+        read_journal(path, ROWS)
 
 
 def test_a_missing_journal_raises(tmp_path):
     with pytest.raises(JournalError, match="cannot be read"):
-        read_journal(tmp_path / "journal.jsonl")
+        read_journal(tmp_path / "journal.jsonl", ROWS)
 
 
 # Reopening after a crash
@@ -264,10 +268,10 @@ def test_opening_cuts_a_torn_last_line_so_appends_start_on_a_fresh_line(tmp_path
         journal.intent(2, 1)
 
     assert [r["type"] for r in lines_of(path)] == ["header", "intent", "resume", "intent"]
-    contents = read_journal(path)
+    contents = read_journal(path, ROWS)
     assert contents.torn_tail is False
     assert contents.runs == 2
-    assert contents.intents[2] == 2
+    assert contents.intents[ROWS.get_loc(2)] == 2
 
 
 def test_opening_leaves_a_file_ending_in_a_newline_untouched(tmp_path):
@@ -281,3 +285,88 @@ def test_opening_leaves_a_file_ending_in_a_newline_untouched(tmp_path):
         pass
 
     assert path.read_bytes() == before
+
+
+# Reading as columns
+
+
+def test_the_last_outcome_of_a_row_wins_within_and_across_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr("batch.journal.BATCH", 3)
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.write_header(HEADER)
+        for row, result, elapsed in [
+            (2, FAILED, 1.0),
+            (3, FAILED, 2.0),
+            (2, FAILED, 3.0),  # same batch as the first record of row 2
+            (4, SUCCEEDED, 4.0),
+            (3, SUCCEEDED, 5.0),  # a later batch than the first record of row 3
+            (2, SUCCEEDED, 6.0),
+            (5, FAILED, 7.0),
+        ]:
+            journal.record(
+                outcome(row, result, "" if result == SUCCEEDED else TIMEOUT, elapsed_ms=elapsed)
+            )
+
+    outcomes = read_journal(path, ROWS).outcomes()
+    assert outcomes["outcome"].to_dict() == {2: SUCCEEDED, 3: SUCCEEDED, 4: SUCCEEDED, 5: FAILED}
+    assert outcomes["elapsed_ms"].to_dict() == {2: 6.0, 3: 5.0, 4: 4.0, 5: 7.0}
+
+
+def test_rows_sharing_an_answer_share_one_entry_of_answers(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.write_header(HEADER)
+        for row in ROWS:
+            journal.record(outcome(row, elapsed_ms=float(row)))
+        journal.record(outcome(9, FAILED, BUSINESS, api_message="이미 취소된 주문"))
+
+    contents = read_journal(path, ROWS)
+    assert len(contents.answers) == 2
+    assert list(contents.answer) == [0] * 7 + [1]
+    assert list(contents.elapsed_ms) == [float(row) for row in ROWS[:-1]] + [12.5]
+
+
+def test_finished_at_comes_back_exactly_and_empty_for_rows_without_an_outcome(tmp_path):
+    stamps = {2: "2026-12-04T18:00:01.123+09:00", 3: "2026-12-04T18:00:01.999-05:30", 5: "오늘"}
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.write_header(HEADER)
+        for row, stamp in stamps.items():
+            journal.record(outcome(row, finished_at=stamp))
+
+    contents = read_journal(path, ROWS)
+    assert list(contents.finished_at()) == [stamps[2], stamps[3], "", stamps[5], "", "", "", ""]
+    assert list(contents.finished_at(slice(1, 3))) == [stamps[3], ""]
+
+
+def test_a_column_is_categorical_with_its_values_and_missing_where_no_outcome(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.write_header(HEADER)
+        journal.record(outcome(2, http_status=404))
+        journal.record(outcome(4, FAILED, TIMEOUT, http_status=None))
+
+    status = read_journal(path, ROWS).column("http_status")
+    assert list(status.index) == list(ROWS)
+    assert status.astype(object).where(status.notna(), None).tolist()[:3] == [404, None, None]
+    assert status.to_csv(index=False, header=False).splitlines()[0] == "404"  # not 404.0
+
+
+def test_records_of_rows_the_input_does_not_have_are_left_out(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.write_header(HEADER)
+        journal.intent(99, 1)
+        journal.record(outcome(99))
+        journal.intent(2, 1)
+
+    contents = read_journal(path, ROWS)
+    assert contents.outcomes().empty
+    assert contents.in_doubt == {2}
+    assert contents.intents.sum() == 1
+
+
+def test_read_header_reads_the_first_line_only(tmp_path):
+    path = write_lines(tmp_path / "journal.jsonl", {"type": "header", **HEADER}, tail=b"{torn")
+    assert read_header(path) == {"type": "header", **HEADER}

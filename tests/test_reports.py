@@ -9,6 +9,7 @@ from conftest import API_URL, SECRET, FakeIamport, envelope
 
 from batch.client import Credentials
 from batch.config import RunConfig
+from batch.errors import InputChangedError
 from batch.job import execute, prepare
 from batch.reports import neutralise_formulas
 from batch.retry import BackoffPolicy
@@ -248,3 +249,77 @@ def test_output_encoding_can_be_changed(tmp_path, write_csv, clock):
     raw = (tmp_path / "run" / "results.csv").read_bytes()
     assert "환불 ?".encode("cp949") in raw  # what cp949 cannot hold becomes "?"
     assert not raw.startswith(b"\xef\xbb\xbf")
+
+
+# --- written a chunk at a time -----------------------------------------------------------------
+
+MESSY = (
+    "imp_uid,status,memo,row\n"
+    'imp_1,CANCELED,"=1+1",a\n'
+    ",,,\n"
+    'imp_2,취소,"two\nlines",b\n'
+    "imp_1,CANCELED,again,c\n"
+    "imp_x,CANCELED,-1500,d\n"
+    " , , , \n"
+    "imp_3,SHIPPED,@x,e\n"
+    "imp_4,DELIVERY_START,,f\n"
+)
+
+
+def dry_run(input_path, out_dir, clock):
+    return execute(prepare(RunConfig(input_path=input_path, dry_run=True, out_dir=out_dir), clock))
+
+
+def test_reports_written_a_few_rows_at_a_time_are_those_written_at_once(
+    tmp_path, write_csv, clock, monkeypatch
+):
+    path = write_csv(MESSY)
+    dry_run(path, tmp_path / "whole", clock)
+    monkeypatch.setattr("batch.reports.WRITE_CHUNK_ROWS", 2)
+    dry_run(path, tmp_path / "chunks", clock)
+
+    for name in ("results.csv", "failures.csv"):
+        whole = (tmp_path / "whole" / name).read_bytes()
+        assert (tmp_path / "chunks" / name).read_bytes() == whole, name
+    results = read(tmp_path / "chunks" / "results.csv")
+    assert list(results["row"]) == ["2", "4", "5", "6", "8", "9"]
+    assert list(results["outcome"]) == [
+        "not_sent",
+        "not_sent",
+        "duplicate",
+        "invalid",
+        "invalid",
+        "not_sent",
+    ]
+    assert list(results["input_row"]) == ["a", "b", "c", "d", "e", "f"]
+    assert list(results["memo"]) == ["'=1+1", "two\nlines", "again", "-1500", "'@x", ""]
+
+
+def test_an_input_changed_before_the_reports_leaves_no_report_behind(tmp_path, write_csv, clock):
+    path = write_csv(MESSY)
+    plan = prepare(RunConfig(input_path=path, dry_run=True, out_dir=tmp_path / "run"), clock)
+    path.write_text(MESSY.replace("imp_4", "imp_5"), encoding="utf-8")
+
+    with pytest.raises(InputChangedError, match="changed since it was loaded"):
+        execute(plan, clock=clock)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["journal.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("cells", "shown"),
+    [
+        (["a\n=1", "b"], ["a\n=1", "b"]),  # a later line of a cell is no formula
+        (["a\n=1", "=1"], ["a\n=1", "'=1"]),
+        ([1, "-x", None], [1, "'-x", None]),  # not text: left as it is
+    ],
+    ids=["multi-line", "multi-line-and-formula", "not-text"],
+)
+def test_only_cells_that_start_like_a_formula_are_neutralised(cells, shown):
+    table = pd.DataFrame({"memo": pd.Series(cells, dtype=object)})
+    assert neutralise_formulas(table)["memo"].tolist() == shown
+
+
+def test_categorical_cells_are_neutralised_by_their_values():
+    table = pd.DataFrame({"api_message": pd.Categorical(["=bad", "ok", "=bad"])})
+    neutralised = neutralise_formulas(table)["api_message"]
+    assert neutralised.tolist() == ["'=bad", "ok", "'=bad"]
