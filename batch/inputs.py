@@ -248,10 +248,16 @@ def _choose_encoding(path: Path, raw: bytes, encoding: str | None) -> str:
 
 def _decode_error(raw: bytes, encoding: str) -> UnicodeDecodeError | None:
     """The first error decoding `raw`, or None; a block at a time, never all of it as text."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    view = memoryview(raw)
+    checked_as, skip = encoding, 0
+    if codecs.lookup(encoding).name == "utf-8-sig":
+        # CPython's incremental utf-8-sig decoder lets bytes that stop inside a BOM pass
+        # (b"\xef" decodes to ""); past its BOM that codec is plain UTF-8, so check that.
+        checked_as = "utf-8"
+        skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    decoder = codecs.getincrementaldecoder(checked_as)()
+    view = memoryview(raw)[skip:]
     try:
-        for start in range(0, len(raw), READ_BLOCK):
+        for start in range(0, len(view), READ_BLOCK):
             decoder.decode(view[start : start + READ_BLOCK])
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batch.config import RunConfig
@@ -93,6 +93,8 @@ any_text = st.one_of(st.text(max_size=200), csv_like_text)  # st.text() excludes
 
 @SETTINGS
 @given(data=any_bytes)
+@example(data=b"\xef")  # a file cut inside a UTF-8 BOM (found by this test)
+@example(data=b"\xef\xbb\xbfimp_uid,status\n\xef")
 def test_any_bytes_load_as_orders_or_raise_input_error(data: bytes):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "orders.csv"
