@@ -198,9 +198,10 @@ class IamportClient:
             return Answer(
                 False, NETWORK, api_message=_describe(error), retryable=True, maybe_applied=True
             )
-        return classify_answer(
-            response.status_code, response.content, status, self._retry_after(response)
-        )
+        retry_after = None
+        if response.status_code in RETRYABLE_HTTP_STATUSES:  # the only answers it matters for
+            retry_after = self._retry_after(response)
+        return classify_answer(response.status_code, response.content, status, retry_after)
 
     async def post(
         self, path: str, *, before_send: Callable[[], None] | None = None, **kwargs: Any

@@ -61,12 +61,16 @@ class ErrorBudget:
         self.spec = spec
         self.errors = 0
         self._recent: deque[bool] = deque(maxlen=WINDOW)
+        self._recent_failures = 0  # kept as it goes: summing the window per request costs
 
     def record(self, error_kind: str) -> str | None:
         """Note one completed request; return why the run must stop, or None."""
         failed = error_kind in BUDGET_KINDS
         self.errors += failed
+        if len(self._recent) == WINDOW:
+            self._recent_failures -= self._recent[0]  # about to leave the window
         self._recent.append(failed)
+        self._recent_failures += failed
         if self.spec.count is not None:
             if self.errors > self.spec.count:
                 return (
@@ -74,7 +78,7 @@ class ErrorBudget:
                     f"server_error, timeout or network errors (--max-errors {self.spec.count})"
                 )
             return None
-        recent_failures = sum(self._recent)
+        recent_failures = self._recent_failures
         assert self.spec.percent is not None
         if recent_failures > WINDOW * self.spec.percent / 100:
             return (

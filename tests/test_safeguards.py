@@ -1,10 +1,17 @@
+import random
 from datetime import datetime, timedelta
 
 import pytest
 from conftest import KST
 
 from batch.errors import ConfigError
-from batch.safeguards import ErrorBudget, ErrorBudgetSpec, parse_deadline, parse_duration
+from batch.safeguards import (
+    WINDOW,
+    ErrorBudget,
+    ErrorBudgetSpec,
+    parse_deadline,
+    parse_duration,
+)
 
 
 def test_default_budget_is_half_of_the_last_hundred():
@@ -84,3 +91,19 @@ def test_deadline_already_past_means_tomorrow():
 def test_bad_deadlines(text):
     with pytest.raises(ConfigError, match="--deadline must be"):
         parse_deadline(text, datetime(2026, 12, 4, 17, 0, tzinfo=KST))
+
+
+def test_the_percentage_budget_counts_exactly_the_failures_in_its_window():
+    """The running count matches a recount of the last WINDOW requests, request by request."""
+    rng = random.Random(7)
+    spec = ErrorBudgetSpec.parse("30%")
+    budget = ErrorBudget(spec)
+    history: list[bool] = []
+    for _ in range(2_000):
+        failed = rng.random() < 0.28
+        verdict = budget.record("timeout" if failed else "")
+        history.append(failed)
+        in_window = sum(history[-WINDOW:])
+        assert (verdict is not None) == (in_window > WINDOW * 30 / 100)
+        if verdict is not None:
+            assert f"{in_window} of the last {min(len(history), WINDOW)} requests" in verdict
