@@ -150,7 +150,10 @@ def _check_imp_uids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     retry = ~good
     trimmed = values.copy()
     trimmed[retry] = _trim(values[retry])
-    good[retry] = trimmed[retry].str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    rematched = trimmed[retry].str.fullmatch(IMP_UID_PATTERN).fillna(False).astype(bool)
+    # Combined with |, not assigned into `good`: pandas 2 turns a bool Series into object
+    # on such an assignment, and ~ of Python bools is -2 and -1.
+    good = good | rematched.reindex(good.index, fill_value=False)
     return trimmed, ~good
 
 
