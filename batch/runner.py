@@ -33,7 +33,6 @@ class StopSignal:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.aborting = False  # stopped by a safeguard (exit 3), not by the operator (130)
-        self.quitting = False  # the requests in flight were abandoned
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -57,7 +56,6 @@ class StopSignal:
         loop, task = self._loop, self._task
         if loop is None or not loop.is_running():
             return False
-        self.quitting = True
         if task is not None and not task.done():
             loop.call_soon_threadsafe(task.cancel)
         return True

@@ -28,11 +28,14 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+# What a failed request can raise, from httpx-aiohttp (translated) or aiohttp (passed through).
+_FAILURES = (httpx.TransportError, aiohttp.ClientError, TimeoutError)
 
-def open_transport(*, connections: int, verify: bool = True) -> httpx.AsyncBaseTransport:
+
+def open_transport(*, connections: int) -> httpx.AsyncBaseTransport:
     """A transport with at most `connections` connections, every one of them kept alive."""
     return _HonestAiohttpTransport(
-        verify=verify,
+        verify=True,
         # The environment's proxy and certificate settings stay out of payment calls.
         trust_env=False,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -43,7 +46,7 @@ class _HonestAiohttpTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await super().handle_async_request(request)
-        except (TimeoutError, httpx.TransportError, aiohttp.ClientError) as error:
+        except _FAILURES as error:
             raise as_httpx_error(error, request) from error
         # The body is read after this returns, by httpx: its errors need the same mapping.
         response.stream = _HonestStream(response.stream, request)  # type: ignore[arg-type]
@@ -59,13 +62,13 @@ class _HonestStream(httpx.AsyncByteStream):
         try:
             async for chunk in self._stream:
                 yield chunk
-        except (TimeoutError, httpx.TransportError, aiohttp.ClientError) as error:
+        except _FAILURES as error:
             raise as_httpx_error(error, self._request) from error
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
-        except (TimeoutError, httpx.TransportError, aiohttp.ClientError) as error:
+        except _FAILURES as error:
             raise as_httpx_error(error, self._request) from error
 
 

@@ -198,13 +198,6 @@ def start_sandbox(scratch: Path, cpu: int | None, *options: str, name: str = "sa
     return Server(name, [*argv, *options], port, cpu, scratch).start("/__sandbox__/stats")
 
 
-def sandbox_token(url: str) -> str:
-    reply = http_json(
-        "POST", url + "/users/getToken", {"imp_key": SANDBOX_KEY, "imp_secret": SANDBOX_SECRET}
-    )
-    return reply["response"]["access_token"]
-
-
 def sandbox_stats(url: str) -> dict:
     return http_json("GET", url + "/__sandbox__/stats")
 

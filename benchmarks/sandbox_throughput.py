@@ -48,7 +48,6 @@ from benchmarks.common import (  # shared with the suite (python -m benchmarks)
 
 GOAL = 8000.0  # requests/s, from the issue: the client, not the sandbox, must be the bottleneck
 WARMUP_SECONDS = 1
-STATUS_BODY = b'{"status":"DELIVERY_START"}'
 
 # The baseline: the least a Python ASGI app on uvicorn can do for the same request.
 BASELINE_REPLY = b'{"code":0,"message":null,"response":{"status":"DELIVERY_START"}}'

@@ -167,11 +167,18 @@ def env(monkeypatch, tmp_path):
     return tmp_path
 
 
+def mock_http(**options):
+    """respx's router, mocking at the httpx client.
+
+    respx's default patches httpcore's connection pool, which the client's aiohttp-backed
+    transport (batch/transport.py) never calls: every mock in the tests goes through here.
+    """
+    return respx.mock(using="httpx", **options)
+
+
 @pytest.fixture
 def api(iamport):
     """Route every request to api.iamport.test (any path) to the fake iamport."""
-    # using="httpx" everywhere in the tests: respx's default patches httpcore's pool, which
-    # the client's aiohttp-backed transport never calls; "httpx" mocks at the client.
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
         yield iamport

@@ -6,9 +6,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import respx
 from click.testing import CliRunner
-from conftest import SECRET, envelope
+from conftest import SECRET, envelope, mock_http
 
 from batch import __version__
 from batch.cli import cli
@@ -61,7 +60,7 @@ def test_default_output_folder_is_under_reports(env, api, write_csv):
 
 
 def test_dry_run_sends_nothing_and_exits_0_when_all_valid(env, write_csv):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         route = mock.route()
         result = invoke("run", str(write_csv(GOOD)), "--dry-run", "--out", "out")
     assert result.exit_code == 0, result.output
@@ -71,7 +70,7 @@ def test_dry_run_sends_nothing_and_exits_0_when_all_valid(env, write_csv):
 
 
 def test_dry_run_exits_1_when_some_rows_are_invalid(env, write_csv):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         route = mock.route()
         result = invoke("run", str(SAMPLES / "orders_with_errors.csv"), "--dry-run", "--out", "o")
     assert result.exit_code == 1
@@ -121,7 +120,7 @@ def test_missing_credentials_exit_2(env, monkeypatch, write_csv):
 
 
 def test_strict_sends_nothing_when_a_row_is_invalid(env, write_csv):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         route = mock.route()
         result = invoke("run", str(write_csv(GOOD + "imp_4,SHIPPED\n")), "--strict", "--yes")
     assert result.exit_code == 2
@@ -139,7 +138,7 @@ def test_non_empty_output_folder_is_refused(env, write_csv):
 
 
 def test_real_target_without_terminal_or_yes_exits_2(env, write_csv):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         route = mock.route()
         result = invoke("run", str(write_csv(GOOD)))
     assert result.exit_code == 2
@@ -148,7 +147,7 @@ def test_real_target_without_terminal_or_yes_exits_2(env, write_csv):
 
 
 def test_loopback_target_needs_no_confirmation(env, write_csv, iamport):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         mock.route(host="127.0.0.1").mock(side_effect=iamport.handler)
         result = invoke(
             "run", str(write_csv(GOOD)), "--api-url", "http://127.0.0.1:8700", "--rate", "0"
@@ -169,7 +168,7 @@ def test_authentication_failure_exits_3_and_marks_rows_not_sent(env, api, write_
 
 
 def test_unreachable_target_exits_3(env, write_csv):
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         mock.route().mock(side_effect=httpx.ConnectError("connection refused"))
         result = invoke("run", str(write_csv(GOOD)), "--yes", "--out", "out", "--max-attempts", "1")
     assert result.exit_code == 3
@@ -341,7 +340,7 @@ def test_bad_safeguard_options_exit_2(env, write_csv, args, message):
 
 def test_plain_http_to_another_machine_is_refused_unless_insecure_http(env, write_csv, iamport):
     path = write_csv(GOOD)
-    with respx.mock(using="httpx", assert_all_called=False) as mock:
+    with mock_http(assert_all_called=False) as mock:
         mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
         refused = invoke("run", str(path), "--api-url", "http://api.iamport.test", "--yes")
         assert refused.exit_code == 2

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import respx
-from conftest import API_URL, SECRET, TOKEN
+from conftest import API_URL, SECRET, TOKEN, mock_http
 
 from batch import __version__
 from batch.client import (
@@ -58,9 +57,20 @@ def change_one(client: IamportClient):
     return client.change_status("imp_1", "DELIVERY_START")
 
 
+def two_changes(clock, apart: float):
+    """A client body: change one order, let `apart` seconds pass, change it again."""
+
+    async def body(client):
+        await change_one(client)
+        clock.advance(apart)
+        return await change_one(client)
+
+    return body
+
+
 @pytest.fixture
 def api():
-    with respx.mock(using="httpx", base_url=API_URL, assert_all_called=False) as router:
+    with mock_http(base_url=API_URL, assert_all_called=False) as router:
         yield router
 
 
@@ -229,12 +239,7 @@ def test_token_is_refreshed_early(api, clock, lifetime, elapsed, token_requests)
     tokens = token_route(api, lifetime=lifetime)
     statuses = status_route(api)
 
-    async def body(client):
-        await change_one(client)
-        clock.advance(elapsed)
-        return await change_one(client)
-
-    assert with_client(clock, body).succeeded
+    assert with_client(clock, two_changes(clock, apart=elapsed)).succeeded
     assert tokens.call_count == token_requests
     assert bearer(statuses) == ("Bearer " + (TOKEN if token_requests == 1 else "tok-2"))
 
@@ -249,12 +254,7 @@ def test_token_lifetime_comes_from_server_now_not_local_time(
     tokens = token_route(api, lifetime=1800, server_now=server_now)
     status_route(api)
 
-    async def body(client):
-        await change_one(client)
-        clock.advance(elapsed)
-        return await change_one(client)
-
-    assert with_client(clock, body).succeeded
+    assert with_client(clock, two_changes(clock, apart=elapsed)).succeeded
     assert tokens.call_count == token_requests
 
 
@@ -526,7 +526,7 @@ def test_token_refresh_after_401_also_waits_for_the_rate_limiter(api, clock):
 def test_the_http_client_refuses_any_host_but_the_api():
     async def main():
         async with open_http_client(API_URL, concurrency=1, timeout=1) as http:
-            with respx.mock(using="httpx", assert_all_called=False) as mock:
+            with mock_http(assert_all_called=False) as mock:
                 route = mock.route()
                 with pytest.raises(httpx.UnsupportedProtocol, match="evil.example"):
                     await http.post("https://evil.example/users/getToken", json={})

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import respx
 from click.testing import CliRunner
-from conftest import API_URL, SECRET, TOKEN, FakeIamport, envelope
+from conftest import API_URL, SECRET, TOKEN, FakeIamport, envelope, mock_http
 
 from batch.cli import cli
 
@@ -48,7 +47,7 @@ def invoke(args, env=None):
 
 
 def mocked(iamport: FakeIamport):
-    mock = respx.mock(using="httpx", assert_all_called=False)
+    mock = mock_http(assert_all_called=False)
     mock.route(host="api.iamport.test").mock(side_effect=iamport.handler)
     return mock
 
